@@ -1,0 +1,107 @@
+"""Model configurations: one frozen dataclass per backbone and named presets.
+
+Field names follow T5X's `t5x.examples.t5.network.T5Config` so gin files read the same.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Hyper-parameters of a T5 encoder-decoder (T5 1.0, T5 1.1, mT5, ByT5, Flan-T5)."""
+
+  vocab_size: int = 32128
+  emb_dim: int = 512
+  num_heads: int = 8
+  head_dim: int = 64
+  mlp_dim: int = 2048
+  num_encoder_layers: int = 6
+  num_decoder_layers: int = 6
+  mlp_activations: Sequence[str] = ('relu',)
+  logits_via_embedding: bool = True
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  dropout_rate: float = 0.0
+  layer_norm_epsilon: float = 1e-6
+  dtype: str = 'float32'
+  param_dtype: str = 'float32'
+  remat: bool = False
+
+  def __post_init__(self):
+    object.__setattr__(self, 'mlp_activations', tuple(self.mlp_activations))
+    for name in ('vocab_size', 'emb_dim', 'num_heads', 'head_dim', 'mlp_dim',
+                 'num_encoder_layers', 'num_decoder_layers', 'relative_attention_num_buckets'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'T5Config.{name} must be positive, got {getattr(self, name)}')
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f'T5Config.dropout_rate must be in [0, 1), got {self.dropout_rate}')
+
+  @property
+  def gated(self) -> bool:
+    """True for gated MLPs (T5 1.1 family): `act(x wi_0) * (x wi_1)`."""
+    return len(self.mlp_activations) > 1
+
+  def replace(self, **kwargs) -> 'T5Config':
+    return dataclasses.replace(self, **kwargs)
+
+
+def _t5_1_0(emb, heads, head_dim, mlp, layers):
+  return T5Config(emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
+                  num_encoder_layers=layers, num_decoder_layers=layers,
+                  mlp_activations=('relu',), logits_via_embedding=True)
+
+
+def _t5_1_1(emb, heads, mlp, layers, vocab=32128, dec_layers=None):
+  return T5Config(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=64, mlp_dim=mlp,
+                  num_encoder_layers=layers, num_decoder_layers=dec_layers or layers,
+                  mlp_activations=('gelu', 'linear'), logits_via_embedding=False)
+
+
+T5_PRESETS: dict[str, T5Config] = {
+    # T5 1.0 (ReLU MLP, logits tied to the embedding and scaled by 1/sqrt(d_model)).
+    't5_small': _t5_1_0(512, 8, 64, 2048, 6),
+    't5_base': _t5_1_0(768, 12, 64, 3072, 12),
+    't5_large': _t5_1_0(1024, 16, 64, 4096, 24),
+    't5_3B': _t5_1_0(1024, 32, 128, 16384, 24),
+    't5_11B': _t5_1_0(1024, 128, 128, 65536, 24),
+    # T5 1.1, LM-adapted and Flan-T5 (gated GELU, separate logits_dense).
+    't5_1_1_small': _t5_1_1(512, 6, 1024, 8),
+    't5_1_1_base': _t5_1_1(768, 12, 2048, 12),
+    't5_1_1_large': _t5_1_1(1024, 16, 2816, 24),
+    't5_1_1_xl': _t5_1_1(2048, 32, 5120, 24),
+    't5_1_1_xxl': _t5_1_1(4096, 64, 10240, 24),
+    # mT5: T5 1.1 shapes with the 250k multilingual vocabulary.
+    'mt5_small': _t5_1_1(512, 6, 1024, 8, vocab=250112),
+    'mt5_base': _t5_1_1(768, 12, 2048, 12, vocab=250112),
+    'mt5_large': _t5_1_1(1024, 16, 2816, 24, vocab=250112),
+    'mt5_xl': _t5_1_1(2048, 32, 5120, 24, vocab=250112),
+    'mt5_xxl': _t5_1_1(4096, 64, 10240, 24, vocab=250112),
+    # ByT5 base: byte vocabulary, deep encoder / shallow decoder.
+    'byt5_base': _t5_1_1(1536, 12, 3968, 18, vocab=384, dec_layers=6),
+    # Test sizes: the prompt-tuning fixture `test_t5_1_1_tiny` and T5X's `test_t5_tiny`.
+    't5_1_1_tiny': T5Config(emb_dim=4, num_heads=2, head_dim=2, mlp_dim=8,
+                            num_encoder_layers=2, num_decoder_layers=2,
+                            mlp_activations=('gelu', 'linear'), logits_via_embedding=False,
+                            relative_attention_num_buckets=4, relative_attention_max_distance=8),
+    't5x_tiny': T5Config(emb_dim=8, num_heads=4, head_dim=3, mlp_dim=16,
+                         num_encoder_layers=2, num_decoder_layers=2,
+                         mlp_activations=('gelu', 'linear'), logits_via_embedding=False),
+    # A small-but-useful size for the CPU demo and fast tests (real T5 vocabulary).
+    't5_demo': T5Config(emb_dim=64, num_heads=4, head_dim=16, mlp_dim=128,
+                        num_encoder_layers=2, num_decoder_layers=2,
+                        mlp_activations=('gelu', 'linear'), logits_via_embedding=False),
+}
+# Aliases used by the LM-adapted and Flan checkpoints: same architecture as T5 1.1.
+for _size in ('small', 'base', 'large', 'xl', 'xxl'):
+  T5_PRESETS[f't5_1_1_lm100k_{_size}'] = T5_PRESETS[f't5_1_1_{_size}']
+  T5_PRESETS[f'flan_t5_{_size}'] = T5_PRESETS[f't5_1_1_{_size}']
+
+
+def t5_preset(name: str) -> T5Config:
+  """Returns the named preset or raises a one-line error listing the valid names."""
+  try:
+    return T5_PRESETS[name]
+  except KeyError:
+    raise ValueError(f'unknown T5 preset {name!r}; known presets: {", ".join(sorted(T5_PRESETS))}') from None

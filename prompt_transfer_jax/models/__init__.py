@@ -1,0 +1,1 @@
+"""Flax backbones (T5, RoBERTa) and the soft-prompt module."""

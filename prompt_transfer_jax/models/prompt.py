@@ -1,0 +1,136 @@
+"""The soft prompt: one `[P, E]` parameter, its initializers and its file format.
+
+The prompt is kept apart from the frozen model's parameters: training differentiates only this
+array, and evaluation can feed any array (or a stack of them) to the frozen model. Its logical
+axes are `('prompt', 'prompt_embed')`, both replicated, as in google-research/prompt-tuning.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+PROMPT_AXES = ('prompt', 'prompt_embed')
+# Name of the prompt parameter in T5X / prompt-tuning checkpoints and numpy_checkpoints.
+T5X_PROMPT_NAME = 'encoder.prompt.prompt.prompt'
+
+Initializer = Callable[[jax.Array, tuple], jax.Array]
+
+
+class Prompt(nn.Module):
+  """Owns the trainable prompt parameter; returns it unbatched, cast to `dtype`."""
+  length: int
+  embed_dim: int
+  prompt_init: Initializer = nn.initializers.uniform(0.5)
+  dtype: str = 'float32'
+
+  @nn.compact
+  def __call__(self):
+    prompt = self.param('prompt', nn.with_logical_partitioning(self.prompt_init, PROMPT_AXES),
+                        (self.length, self.embed_dim), jnp.float32)
+    return jnp.asarray(prompt, self.dtype)
+
+
+def normal(stddev: float = 1.0) -> Initializer:
+  """N(0, stddev^2); the paper uses 1.0 for T5 and 0.02 for RoBERTa."""
+  return nn.initializers.normal(stddev)
+
+
+def uniform(scale: float = 0.5) -> Initializer:
+  """U(-scale, scale) as in Lester et al. (T5X `prompt_init` default scale 0.5)."""
+  def init(rng, shape, dtype=jnp.float32):
+    return jax.random.uniform(rng, shape, dtype, -scale, scale)
+  return init
+
+
+def from_sampled_vocab(embeddings, population_size: int = 5000) -> Initializer:
+  """Rows of the embedding table drawn without replacement from the first `population_size`."""
+  table = np.asarray(embeddings)
+
+  def init(rng, shape, dtype=jnp.float32):
+    population = min(population_size, table.shape[0])
+    replace = shape[0] > population
+    idx = jax.random.choice(rng, population, (shape[0],), replace=replace)
+    return jnp.asarray(table[np.asarray(idx)], dtype)
+  return init
+
+
+def from_class_labels(embeddings, label_token_ids: Sequence[Sequence[int]],
+                      fallback: Optional[Initializer] = None) -> Initializer:
+  """Row i = mean embedding of label i's tokens; remaining rows from `fallback` (sampled vocab)."""
+  table = np.asarray(embeddings)
+  fallback = fallback or from_sampled_vocab(table)
+
+  def init(rng, shape, dtype=jnp.float32):
+    out = np.array(fallback(rng, shape, jnp.float32))
+    for i, ids in enumerate(list(label_token_ids)[:shape[0]]):
+      if len(ids) == 0:
+        raise ValueError(f'class label {i} has no tokens')
+      out[i] = table[np.asarray(ids)].mean(axis=0)
+    return jnp.asarray(out, dtype)
+  return init
+
+
+def from_array(array) -> Initializer:
+  """A fixed array; the requested shape must match exactly."""
+  value = np.asarray(array, np.float32)
+
+  def init(rng, shape, dtype=jnp.float32):
+    del rng
+    if tuple(value.shape) != tuple(shape):
+      raise ValueError(f'prompt array has shape {tuple(value.shape)}, expected {tuple(shape)}')
+    return jnp.asarray(value, dtype)
+  return init
+
+
+def from_file(path: str) -> Initializer:
+  """A prompt stored as `.npy` (see `load_prompt`); the shape is checked at init."""
+  value = load_prompt(path)
+
+  def init(rng, shape, dtype=jnp.float32):
+    if tuple(value.shape) != tuple(shape):
+      raise ValueError(f'{path}: prompt has shape {tuple(value.shape)}, expected {tuple(shape)}')
+    return jnp.asarray(value, dtype)
+  return init
+
+
+def init_prompt(init: Initializer, length: int, embed_dim: int, seed: int = 0) -> np.ndarray:
+  """Materializes an initializer into a float32 `[length, embed_dim]` numpy prompt."""
+  return np.asarray(init(jax.random.PRNGKey(seed), (length, embed_dim), jnp.float32), np.float32)
+
+
+def load_prompt(path: str, shape: Optional[tuple] = None) -> np.ndarray:
+  """Reads a `.npy` prompt (any path tf.io.gfile understands) without unpickling."""
+  opener = _gfile_open if '://' in path else open
+  try:
+    with opener(path, 'rb') as f:
+      value = np.load(f, allow_pickle=False)
+  except FileNotFoundError:
+    raise FileNotFoundError(f'prompt file not found: {path}') from None
+  except ValueError as e:
+    raise ValueError(f'{path}: not a readable .npy prompt ({e})') from None
+  if value.ndim != 2:
+    raise ValueError(f'{path}: a prompt must be 2-D [P, E], got shape {value.shape}')
+  if shape is not None and tuple(value.shape) != tuple(shape):
+    raise ValueError(f'{path}: prompt has shape {tuple(value.shape)}, expected {tuple(shape)}')
+  return value.astype(np.float32)
+
+
+def save_prompt(path: str, prompt) -> None:
+  """Writes a float32 `.npy` atomically (temp name, then rename)."""
+  value = np.asarray(prompt, np.float32)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    np.save(f, value, allow_pickle=False)
+  os.replace(tmp, path)
+
+
+def _gfile_open(path, mode):
+  import tensorflow as tf  # only for remote paths (gs://)
+  return tf.io.gfile.GFile(path, mode)

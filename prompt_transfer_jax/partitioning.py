@@ -1,0 +1,70 @@
+"""Device mesh and T5X logical-axis rules: where every parameter and batch lives.
+
+The logical axis names are declared once, in the models; this module maps them to a
+`('data', 'model')` mesh with T5X's `standard_logical_axis_rules` (plus replicated prompt axes).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+from flax import linen as nn
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+LogicalRules = Sequence[tuple[str, Optional[str]]]
+
+PROMPT_RULES: LogicalRules = (('prompt', None), ('prompt_embed', None))
+
+
+def standard_logical_axis_rules(activation_partitioning_dims: int = 1,
+                                parameter_partitioning_dims: int = 1,
+                                additional_rules: LogicalRules = PROMPT_RULES) -> tuple:
+  """T5X's priority-ordered rules (first match wins per array), 1-D or 2-D partitioning."""
+  if activation_partitioning_dims not in (1, 2) or parameter_partitioning_dims not in (1, 2):
+    raise ValueError('partitioning dims must be 1 or 2, got '
+                     f'activation={activation_partitioning_dims} parameter={parameter_partitioning_dims}')
+  rules = [('batch', 'data'), ('vocab', 'model'), ('embed', None), ('mlp', 'model'),
+           ('heads', 'model'), ('kv', None), ('joined_kv', 'model')]
+  if activation_partitioning_dims == 2 and parameter_partitioning_dims == 1:
+    rules = [('batch', 'data'), ('vocab', 'model'), ('mlp', 'model'), ('heads', 'model'),
+             ('kv', None), ('joined_kv', 'model'), ('embed', 'model')]
+  elif activation_partitioning_dims == 1 and parameter_partitioning_dims == 2:
+    rules = [('batch', 'data'), ('vocab', 'model'), ('mlp', 'model'), ('heads', 'model'),
+             ('kv', None), ('joined_kv', 'model'), ('embed', 'data')]
+  elif activation_partitioning_dims == 2 and parameter_partitioning_dims == 2:
+    rules = [('batch', 'data'), ('vocab', 'model'), ('mlp', 'model'), ('heads', 'model'),
+             ('kv', None), ('joined_kv', 'model'), ('embed', 'model'), ('embed', 'data')]
+  replicated = [('relpos_buckets', None), ('abspos_buckets', None), ('length', None),
+                ('layers', None), ('stack', None), ('mlp_activations', None)]
+  return tuple(rules + replicated + list(additional_rules))
+
+
+def make_mesh(model_parallel: int = 1, devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+  """A `('data', 'model')` mesh with Auto axis types over all (or the given) devices."""
+  devices = list(jax.devices() if devices is None else devices)
+  if model_parallel < 1 or len(devices) % model_parallel:
+    raise ValueError(f'model_parallel={model_parallel} does not divide the {len(devices)} devices')
+  grid = np.asarray(devices).reshape(len(devices) // model_parallel, model_parallel)
+  return Mesh(grid, ('data', 'model'),
+              axis_types=(jax.sharding.AxisType.Auto, jax.sharding.AxisType.Auto))
+
+
+def logical_shardings(boxed_tree, mesh: Mesh, rules: LogicalRules):
+  """NamedShardings for a tree of `nn.LogicallyPartitioned` leaves (e.g. from `eval_shape`)."""
+  specs = nn.get_partition_spec(boxed_tree)
+  return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+
+def shard_tree(tree, shardings):
+  """Places each leaf of `tree` (numpy or jax arrays) with its sharding."""
+  return jax.tree.map(lambda x, s: jax.device_put(x, s), tree, shardings)
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+  """Batches are split on their leading dimension across the `data` axis."""
+  return NamedSharding(mesh, PartitionSpec('data'))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
