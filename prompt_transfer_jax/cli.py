@@ -1,0 +1,41 @@
+"""`ptj`: one entry point, one sub-command per concern; each imports only what it needs."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# sub-command -> (module, function, one-line help). Each function takes argv (without the
+# sub-command name) and returns an exit code.
+COMMANDS = {
+    'train': ('prompt_transfer_jax.trainer.cli', 'train_main', 'prompt-tune a frozen model (gin + absl flags)'),
+    'eval': ('prompt_transfer_jax.trainer.cli', 'eval_main', 'evaluate a prompt file on a task'),
+    'export': ('prompt_transfer_jax.trainer.cli', 'export_main', 'export a prompt (npy / PEFT directory)'),
+    'demo': ('prompt_transfer_jax.trainer.demo', 'main', 'end-to-end demo on the synthetic tasks'),
+    'tasks': ('prompt_transfer_jax.tasks.cli', 'main', 'list / show / preview the registered tasks'),
+    'analyze': ('prompt_transfer_jax.analysis.cli', 'analyze_main', 'transferability indicators, Spearman, report'),
+    'bank': ('prompt_transfer_jax.analysis.cli', 'bank_main', 'a bank of trained prompts: add / list / recommend'),
+}
+
+
+def _usage() -> str:
+  lines = ['usage: ptj COMMAND [ARGS...]', '', 'commands:']
+  lines += [f'  {name:<9} {help_}' for name, (_, _, help_) in COMMANDS.items()]
+  lines += ['', "run 'ptj COMMAND --help' for a command's options"]
+  return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if not argv or argv[0] in ('-h', '--help', 'help'):
+    print(_usage())
+    return 0
+  name, rest = argv[0], argv[1:]
+  if name not in COMMANDS:
+    print(f"ptj: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+    return 2
+  module, func, _ = COMMANDS[name]
+  return int(getattr(importlib.import_module(module), func)(rest) or 0)
+
+
+if __name__ == '__main__':
+  sys.exit(main())
