@@ -337,13 +337,13 @@ class T5(nn.Module):
 
 def prepend_prompt(prompt, embedded, mask):
   """Prepends `prompt` ([P, E] shared or [B, P, E] per example) to `embedded` [B, L, E]."""
-  batch = embedded.shape[0]
+  batch, _, width = embedded.shape
+  if prompt.ndim not in (2, 3) or prompt.shape[-1] != width or (prompt.ndim == 3 and
+                                                                prompt.shape[0] != batch):
+    raise ValueError(f'prompt shape {tuple(prompt.shape)} does not fit embedded input '
+                     f'{tuple(embedded.shape)}: expected [P, {width}] or [{batch}, P, {width}]')
   if prompt.ndim == 2:
     prompt = jnp.broadcast_to(prompt[None], (batch,) + prompt.shape)
-  if prompt.ndim != 3 or prompt.shape[0] != batch or prompt.shape[-1] != embedded.shape[-1]:
-    raise ValueError(f'prompt shape {tuple(prompt.shape)} does not fit embedded input '
-                     f'{tuple(embedded.shape)}: expected [P, {embedded.shape[-1]}] or '
-                     f'[{batch}, P, {embedded.shape[-1]}]')
   x = jnp.concatenate([prompt.astype(embedded.dtype), embedded], axis=1)
   mask = jnp.concatenate([jnp.ones(prompt.shape[:2], bool), mask], axis=1)
   return x, mask
