@@ -1,6 +1,8 @@
 """Transferability analysis: prompt similarity indicators, Spearman against transfer, report, bank.
 
-The numpy modules (`indicators`, `spearman`, `layer_groups`, `activation_store`, `report`, `bank`,
-`recommend`) import neither JAX nor TensorFlow, so the `ptj analyze` / `ptj bank` commands start
-fast; only `activations` (the extractor) needs JAX.
+Modules: `indicators` (E/C/ON matrices), `spearman`, `layer_groups`, `transferability` (all of
+them against a transfer matrix), `recommend` (source ranking, hit rates), `bank`, `report`,
+`activation_store` (the activation .npz), `files`, `activations` (the jitted extractor) and `cli`
+(`ptj analyze`, `ptj bank`). Only `activations` imports JAX; the rest is numpy / scipy /
+matplotlib, so the commands that need no model start fast.
 """

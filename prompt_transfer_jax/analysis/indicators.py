@@ -9,9 +9,10 @@ For prompts `P, Q` of shape `[l, d]` (all rows, the RoBERTa `<mask>` row 0 inclu
 * `ON        = cos(1[a_P > 0], 1[a_Q > 0])` on FFN activations flattened over the chosen layers;
   an exact 0 is not activated.
 
-Every function takes a stack of `N` items and returns the `[N, N]` matrix with a few matrix
-products (float64), never a Python loop over pairs. Cosines with a zero vector are 0 (norms are
-clamped at `EPS`, as `torch.nn.functional.cosine_similarity` does).
+Every function takes a stack of `N` items (and optionally `M` others) and returns the `[N, N]`
+(`[N, M]`) matrix with a few matrix products (float64), never a Python loop over pairs. Cosines
+with a zero vector are 0 (norms are clamped at `EPS`, as `torch.nn.functional.cosine_similarity`
+does).
 """
 from __future__ import annotations
 
@@ -44,48 +45,55 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), EPS)
 
 
-def e_concat(prompts) -> np.ndarray:
-  """`[N, N]` Euclidean similarity of the flattened prompts."""
+def _pair(prompts, others):
   x = _as_prompts(prompts)
-  flat = x.reshape(x.shape[0], -1)
-  dist = _pairwise_distances(flat, flat)
-  np.fill_diagonal(dist, 0.0)
+  y = x if others is None else _as_prompts(others)
+  if x.shape[1:] != y.shape[1:]:
+    raise ValueError(f'prompt shapes differ: {x.shape[1:]} vs {y.shape[1:]}')
+  return x, y
+
+
+def e_concat(prompts, others=None) -> np.ndarray:
+  """`[N, M]` Euclidean similarity of the flattened prompts (`others` defaults to `prompts`)."""
+  x, y = _pair(prompts, others)
+  dist = _pairwise_distances(x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1))
+  if others is None:
+    np.fill_diagonal(dist, 0.0)
   return 1.0 / (1.0 + dist)
 
 
-def e_average(prompts) -> np.ndarray:
-  """`[N, N]` Euclidean similarity of the mean distance over all token pairs.
+def e_average(prompts, others=None) -> np.ndarray:
+  """`[N, M]` Euclidean similarity of the mean distance over all token pairs.
 
-  All `N*l` tokens are compared with all others in blocks of prompts that bound the scratch
-  memory to about `_BLOCK_BYTES`.
+  The `l` tokens of a block of prompts are compared with all `M*l` tokens of `others` at once;
+  blocks bound the float64 scratch memory to about `_BLOCK_BYTES`.
   """
-  x = _as_prompts(prompts)
+  x, y = _pair(prompts, others)
   n, length, dim = x.shape
-  tokens = x.reshape(n * length, dim)
-  block = max(1, _BLOCK_BYTES // (8 * length * length * n))
-  mean_dist = np.empty((n, n))
+  m = y.shape[0]
+  tokens = y.reshape(m * length, dim)
+  block = max(1, _BLOCK_BYTES // (8 * length * length * m))
+  mean_dist = np.empty((n, m))
   for start in range(0, n, block):
     stop = min(n, start + block)
-    dist = _pairwise_distances(tokens[start * length:stop * length], tokens)
-    mean_dist[start:stop] = dist.reshape(stop - start, length, n, length).mean(axis=(1, 3))
+    dist = _pairwise_distances(x[start:stop].reshape(-1, dim), tokens)
+    mean_dist[start:stop] = dist.reshape(stop - start, length, m, length).mean(axis=(1, 3))
   return 1.0 / (1.0 + mean_dist)
 
 
-def c_concat(prompts) -> np.ndarray:
-  """`[N, N]` cosine similarity of the flattened prompts."""
-  x = _as_prompts(prompts)
-  unit = _unit_rows(x.reshape(x.shape[0], -1))
-  return unit @ unit.T
+def c_concat(prompts, others=None) -> np.ndarray:
+  """`[N, M]` cosine similarity of the flattened prompts."""
+  x, y = _pair(prompts, others)
+  return _unit_rows(x.reshape(x.shape[0], -1)) @ _unit_rows(y.reshape(y.shape[0], -1)).T
 
 
-def c_average(prompts) -> np.ndarray:
-  """`[N, N]` mean cosine over all token pairs.
+def c_average(prompts, others=None) -> np.ndarray:
+  """`[N, M]` mean cosine over all token pairs.
 
   `mean_ij cos(P_i, Q_j) = (mean_i P_i/|P_i|) . (mean_j Q_j/|Q_j|)`, so it costs one product.
   """
-  x = _as_prompts(prompts)
-  centroid = _unit_rows(x).mean(axis=1)
-  return centroid @ centroid.T
+  x, y = _pair(prompts, others)
+  return _unit_rows(x).mean(axis=1) @ _unit_rows(y).mean(axis=1).T
 
 
 def activated(activations) -> np.ndarray:
@@ -93,20 +101,30 @@ def activated(activations) -> np.ndarray:
   return np.asarray(activations) > 0
 
 
-def overlap_of_activated_neurons(activations, layers: Optional[Sequence[int]] = None) -> np.ndarray:
-  """ON: `[N, N]` cosine of the binarized activations `[N, layers, ...]` over `layers` (all if None).
-
-  `|A & B| / sqrt(|A| |B|)`; a prompt with no activated neuron has ON 0 with every prompt.
-  """
+def _binary_rows(activations, layers) -> np.ndarray:
   a = np.asarray(activations)
   if a.ndim < 2:
     raise ValueError(f'activations must be [N, layers, ...], got shape {a.shape}')
   if layers is not None:
     a = a[:, list(layers)]
-  binary = activated(a).reshape(a.shape[0], -1).astype(np.float64)
-  shared = binary @ binary.T
-  count = np.diag(shared)
-  denom = np.sqrt(np.outer(count, count))
+  # float32 counts are exact below 2**24 neurons and halve the memory of float64.
+  return activated(a).reshape(a.shape[0], -1).astype(np.float32)
+
+
+def overlap_of_activated_neurons(activations, layers: Optional[Sequence[int]] = None,
+                                 others=None) -> np.ndarray:
+  """ON: `[N, M]` cosine of the binarized activations `[N, layers, ...]` over `layers` (all if None).
+
+  `|A & B| / sqrt(|A| |B|)`; a prompt with no activated neuron has ON 0 with every prompt.
+  """
+  bx = _binary_rows(activations, layers)
+  by = bx if others is None else _binary_rows(others, layers)
+  if bx.shape[1] != by.shape[1]:
+    raise ValueError(f'activation sizes differ: {bx.shape[1]} vs {by.shape[1]} neurons')
+  if bx.shape[1] >= 1 << 24:
+    raise ValueError(f'{bx.shape[1]} neurons per prompt is too many for exact float32 counts')
+  shared = (bx @ by.T).astype(np.float64)
+  denom = np.sqrt(np.outer(bx.sum(axis=1, dtype=np.float64), by.sum(axis=1, dtype=np.float64)))
   return np.divide(shared, denom, out=np.zeros_like(shared), where=denom > 0)
 
 
@@ -114,11 +132,11 @@ _EMBEDDING_FUNCTIONS = {'E_concat': e_concat, 'E_average': e_average, 'C_concat'
                         'C_average': c_average}
 
 
-def embedding_similarity(name: str, prompts) -> np.ndarray:
-  """One embedding indicator by name."""
+def embedding_similarity(name: str, prompts, others=None) -> np.ndarray:
+  """One embedding indicator by name: `[N, M]` (`others` defaults to `prompts`)."""
   if name not in _EMBEDDING_FUNCTIONS:
     raise ValueError(f'unknown embedding indicator {name!r}; choose one of {", ".join(_EMBEDDING_FUNCTIONS)}')
-  return _EMBEDDING_FUNCTIONS[name](prompts)
+  return _EMBEDDING_FUNCTIONS[name](prompts, others)
 
 
 def similarity_matrices(prompts=None, activations=None,

@@ -190,9 +190,11 @@ def _activation(name: str):
     return lambda x: x
   if name == 'gelu':  # tanh approximation, as T5X (flax `nn.gelu`) and HF `gelu_new`
     return functools.partial(nn.gelu, approximate=True)
+  if name == 'gelu_exact':  # the erf GELU (HF `feed_forward_proj='gelu'`)
+    return functools.partial(nn.gelu, approximate=False)
   if name in ('relu', 'silu', 'swish'):
     return {'relu': nn.relu, 'silu': nn.silu, 'swish': nn.silu}[name]
-  raise ValueError(f'unknown MLP activation {name!r}; use relu, gelu, silu or linear')
+  raise ValueError(f'unknown MLP activation {name!r}; use relu, gelu, gelu_exact, silu or linear')
 
 
 class EncoderLayer(nn.Module):

@@ -1,0 +1,140 @@
+"""`ptj bank add | list | recommend`: C_average and ON ranking, initial-prompt hand-off."""
+import json
+
+import numpy as np
+import pytest
+
+from prompt_transfer_jax import cli as ptj
+from prompt_transfer_jax.analysis import indicators as ind
+from prompt_transfer_jax.analysis.activation_store import save_activations
+from prompt_transfer_jax.analysis.bank import PromptBank
+
+TASKS = ['sst2', 'imdb', 'mnli', 'qqp']
+
+
+@pytest.fixture
+def bank(tmp_path):
+  """A bank of 4 prompts (8 x 6) with activations; returns (dir, prompts, activations)."""
+  rng = np.random.default_rng(0)
+  prompts = rng.normal(size=(4, 8, 6)).astype(np.float32)
+  acts = rng.normal(size=(4, 3, 10)).astype(np.float32)
+  save_activations(str(tmp_path / 'acts.npz'), TASKS, acts, meta={'spec': {'stack': 'decoder'}})
+  for i, task in enumerate(TASKS):
+    np.save(tmp_path / f'{task}.npy', prompts[i])
+    assert ptj.main(['bank', 'add', '--bank', str(tmp_path / 'bank'), '--prompt', str(tmp_path / f'{task}.npy'),
+                     '--task', task, '--backbone', 'tiny', '--type', 'SA' if i < 2 else 'NLI',
+                     '--score', str(80 + i), '--steps', '100', '--activations', str(tmp_path / 'acts.npz'),
+                     '--activations-entry', task]) == 0
+  return tmp_path, prompts, acts
+
+
+def test_add_and_list(bank, capsys):
+  tmp_path, prompts, acts = bank
+  b = PromptBank(str(tmp_path / 'bank'))
+  assert [e.name for e in b.entries] == TASKS
+  e = b.get('mnli')
+  assert (e.task, e.type, e.score, e.steps, e.shape) == ('mnli', 'NLI', 82.0, 100, [8, 6])
+  np.testing.assert_array_equal(b.prompt(e), prompts[2])
+  np.testing.assert_array_equal(b.activations(e), acts[2])
+  assert e.activation_meta == {'spec': {'stack': 'decoder'}, 'layers': [0, 1, 2]}
+  capsys.readouterr()
+  assert ptj.main(['bank', 'list', '--bank', str(tmp_path / 'bank')]) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 5 and lines[3].split()[:4] == ['mnli', 'mnli', 'NLI', 'tiny']
+
+
+def test_recommend_by_c_average_hands_best_prompt_to_trainer(bank, capsys):
+  tmp_path, prompts, _ = bank
+  query = prompts[2] + 0.3 * np.random.default_rng(1).normal(size=prompts[2].shape).astype(np.float32)
+  np.save(tmp_path / 'new.npy', query)
+  init = tmp_path / 'init' / 'prompt.npy'
+  init.parent.mkdir()
+  capsys.readouterr()
+  assert ptj.main(['bank', 'recommend', '--bank', str(tmp_path / 'bank'), '--task', 'rte',
+                   '--prompt', str(tmp_path / 'new.npy'), '--init-out', str(init)]) == 0
+  out = capsys.readouterr().out
+  sims = ind.c_average(query[None], prompts)[0]
+  order = [TASKS[i] for i in np.argsort(-sims)]
+  assert order[0] == 'mnli'
+  listed = [line.split()[1] for line in out.splitlines() if line.strip()[:2].rstrip('.').isdigit()]
+  assert listed == order
+  np.testing.assert_array_equal(np.load(init), prompts[2])
+  assert f'PROMPT_FILE={init}' in out
+
+
+def test_recommend_skips_same_task_and_other_shapes(bank):
+  tmp_path, prompts, _ = bank
+  b = PromptBank(str(tmp_path / 'bank'))
+  b.add('wide', np.zeros((8, 7), np.float32), 'sst2', 'tiny')
+  ranked = b.recommend('C_concat', prompt=prompts[0], exclude_task='sst2')
+  sims = ind.c_concat(prompts[:1], prompts)[0]
+  assert [r.entry.name for r in ranked] == [TASKS[i] for i in np.argsort(-sims) if TASKS[i] != 'sst2']
+  assert [r.similarity for r in ranked] == pytest.approx(sorted(sims[1:], reverse=True))
+  assert [r.entry.name for r in b.recommend('C_concat', prompt=prompts[0], backbone='other')] == []
+
+
+def test_recommend_by_on_from_activation_file(bank, capsys):
+  tmp_path, _, acts = bank
+  query = acts[3] * np.where(np.random.default_rng(2).random(acts[3].shape) < 0.2, -1, 1)
+  save_activations(str(tmp_path / 'q.npz'), ['new'], query[None], meta={'spec': {'stack': 'decoder'}})
+  capsys.readouterr()
+  assert ptj.main(['bank', 'recommend', '--bank', str(tmp_path / 'bank'), '--task', 'new',
+                   '--by', 'ON', '--activations', str(tmp_path / 'q.npz')]) == 0
+  first = capsys.readouterr().out.splitlines()[1].split()
+  want = ind.overlap_of_activated_neurons(query[None], others=acts)[0]
+  assert first[1] == TASKS[int(np.argmax(want))] == 'qqp'
+  assert float(first[-1]) == pytest.approx(want.max(), abs=1e-4)
+  # Activations from other extraction settings are not compared.
+  save_activations(str(tmp_path / 'enc.npz'), ['new'], query[None], meta={'spec': {'stack': 'encoder'}})
+  assert ptj.main(['bank', 'recommend', '--bank', str(tmp_path / 'bank'), '--task', 'new',
+                   '--by', 'ON', '--activations', str(tmp_path / 'enc.npz')]) == 2
+  assert 'no bank prompt can be compared by ON' in capsys.readouterr().err
+  assert ptj.main(['bank', 'recommend', '--bank', str(tmp_path / 'bank'), '--task', 'new', '--by', 'ON']) == 2
+  assert '--by ON needs --activations FILE' in capsys.readouterr().err
+
+
+def test_recommend_by_on_runs_the_extractor(tmp_path, tiny_model, capsys):
+  """Bank activations from `ptj analyze activations`; the query's computed on the fly, same model."""
+  from prompt_transfer_jax.checkpoints import save_hf_t5
+  backbone, params = tiny_model
+  model_dir = save_hf_t5(tmp_path / 'model', backbone.config, params)
+  rng = np.random.default_rng(3)
+  (tmp_path / 'prompts').mkdir()
+  prompts = rng.normal(size=(3, 4, backbone.embed_dim)).astype(np.float32)
+  for i, p in enumerate(prompts):
+    np.save(tmp_path / 'prompts' / f'task{i}.npy', p)
+  model = ['--model', model_dir]
+  assert ptj.main(['analyze', 'activations', '--prompts', str(tmp_path / 'prompts'), *model,
+                   '--out', str(tmp_path / 'acts.npz')]) == 0
+  from prompt_transfer_jax.analysis.activation_store import load_activations
+  from prompt_transfer_jax.analysis.activations import extract_activations
+  stored = load_activations(str(tmp_path / 'acts.npz'))
+  assert stored.meta['model'] == model_dir and stored.names == ['task0', 'task1', 'task2']
+  np.testing.assert_allclose(stored.activations, extract_activations(backbone, params, prompts), atol=1e-5)
+  for i in range(3):
+    assert ptj.main(['bank', 'add', '--bank', str(tmp_path / 'bank'), '--prompt',
+                     str(tmp_path / 'prompts' / f'task{i}.npy'), '--task', f'task{i}', '--backbone',
+                     't5x_tiny', '--activations', str(tmp_path / 'acts.npz'),
+                     '--activations-entry', f'task{i}']) == 0
+  capsys.readouterr()
+  assert ptj.main(['bank', 'recommend', '--bank', str(tmp_path / 'bank'), '--task', 'task1',
+                   '--include-same-task', '--by', 'ON', '--prompt',
+                   str(tmp_path / 'prompts' / 'task1.npy'), *model]) == 0
+  first = capsys.readouterr().out.splitlines()[1].split()
+  assert first[1] == 'task1' and float(first[-1]) == pytest.approx(1.0)  # its own activations
+
+
+def test_bank_errors(tmp_path, capsys):
+  assert ptj.main(['bank', 'list', '--bank', str(tmp_path / 'none')]) == 2
+  assert 'no prompt bank at' in capsys.readouterr().err
+  np.save(tmp_path / 'p.npy', np.zeros((3,), np.float32))
+  assert ptj.main(['bank', 'add', '--bank', str(tmp_path / 'b'), '--prompt', str(tmp_path / 'p.npy'),
+                   '--task', 't', '--backbone', 'x']) == 2
+  assert 'must be a 2-D [P, E] array' in capsys.readouterr().err
+  b = PromptBank(str(tmp_path / 'b'), create=True)
+  with pytest.raises(ValueError, match='must be letters'):
+    b.add('../evil', np.zeros((2, 2)), 't', 'x')
+  b.add('ok', np.zeros((2, 2)), 't', 'x')
+  with pytest.raises(ValueError, match='already has a prompt named'):
+    b.add('ok', np.zeros((2, 2)), 't', 'x')
+  assert json.loads((tmp_path / 'b' / 'index.json').read_text())['prompts'][0]['name'] == 'ok'
