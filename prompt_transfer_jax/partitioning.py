@@ -36,7 +36,8 @@ def standard_logical_axis_rules(activation_partitioning_dims: int = 1,
     rules = [('batch', 'data'), ('vocab', 'model'), ('mlp', 'model'), ('heads', 'model'),
              ('kv', None), ('joined_kv', 'model'), ('embed', 'model'), ('embed', 'data')]
   replicated = [('relpos_buckets', None), ('abspos_buckets', None), ('length', None),
-                ('layers', None), ('stack', None), ('mlp_activations', None)]
+                ('layers', None), ('stack', None), ('mlp_activations', None),
+                ('token_types', None)]
   return tuple(rules + replicated + list(additional_rules))
 
 

@@ -16,13 +16,14 @@ from flax import linen as nn
 
 from prompt_transfer_jax.checkpoints import hf_t5, t5x
 from prompt_transfer_jax.checkpoints.hf_t5 import read_hf_t5, save_hf_t5
+from prompt_transfer_jax.checkpoints.roberta import load_roberta
 from prompt_transfer_jax.checkpoints.t5x import (infer_t5_config, open_checkpoint,
                                                  read_t5x_checkpoint, read_t5x_variable)
 from prompt_transfer_jax.config import T5Config, t5_preset
 from prompt_transfer_jax.models import t5 as t5_lib
 from prompt_transfer_jax.models.prompt import T5X_PROMPT_NAME
 
-__all__ = ['load_t5', 'read_t5x_variable', 'read_t5x_checkpoint', 'read_hf_t5', 'save_hf_t5',
+__all__ = ['load_t5', 'load_roberta', 'read_t5x_variable', 'read_t5x_checkpoint', 'read_hf_t5', 'save_hf_t5',
            'infer_t5_config', 'open_checkpoint', 'validate_params', 'expected_shapes']
 
 # Prompt-tuning checkpoints carry the prompt inside the encoder; it is not a backbone parameter

@@ -4,7 +4,7 @@ Everything above the model layer works on these functions of (frozen params, pro
 no `if model == ...` branches. A batch is a dict of int32 arrays named as SeqIO's EncDec
 feature converter names them (`encoder_input_tokens`, `decoder_input_tokens`,
 `decoder_target_tokens`, `decoder_loss_weights`); an MLM backbone reads `encoder_input_tokens`
-and `label_index`.
+and `label` (the class index).
 """
 from __future__ import annotations
 

@@ -239,8 +239,9 @@ class DecoderLayer(nn.Module):
     return _constrain(y, ('batch', 'length', 'embed'))
 
 
-def _layer_cls(cls, config: T5Config):
-  return nn.remat(cls, static_argnums=(-1,)) if config.remat else cls
+def _layer_cls(cls, config: T5Config, deterministic_argnum: int):
+  """Optionally rematerialized layer; `deterministic` (counted with `self` as 0) stays static."""
+  return nn.remat(cls, static_argnums=(deterministic_argnum,)) if config.remat else cls
 
 
 def _mask_to_bias(mask):
@@ -262,7 +263,7 @@ class Encoder(nn.Module):
     bias = bias + _mask_to_bias(key_mask[:, None, None, :] & key_mask[:, None, :, None])
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(embedded, deterministic=deterministic)
     x = _constrain(x.astype(cfg.dtype), ('batch', 'length', 'embed'))
-    layer = _layer_cls(EncoderLayer, cfg)
+    layer = _layer_cls(EncoderLayer, cfg, 3)
     for i in range(cfg.num_encoder_layers):
       x = layer(cfg, name=f'layers_{i}')(x, bias, deterministic)
     x = RMSNorm(cfg.layer_norm_epsilon, cfg.dtype, cfg.param_dtype, name='encoder_norm')(x)
@@ -287,7 +288,7 @@ class Decoder(nn.Module):
     y = self.embedder(decoder_input_tokens)
     y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     y = _constrain(y.astype(cfg.dtype), ('batch', 'length', 'embed'))
-    layer = _layer_cls(DecoderLayer, cfg)
+    layer = _layer_cls(DecoderLayer, cfg, 5)
     for i in range(cfg.num_decoder_layers):
       y = layer(cfg, name=f'layers_{i}')(y, encoded, self_bias, cross_bias, deterministic)
     y = RMSNorm(cfg.layer_norm_epsilon, cfg.dtype, cfg.param_dtype, name='decoder_norm')(y)

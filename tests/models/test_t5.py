@@ -80,6 +80,12 @@ def test_remat_gives_same_values_and_prompt_gradients(setup):
   g_plain = jax.grad(lambda q: loss(CFG, q))(prompt)
   g_remat = jax.grad(lambda q: loss(CFG.replace(remat=True), q))(prompt)
   np.testing.assert_allclose(g_plain, g_remat, rtol=1e-5, atol=1e-5)
+  dropout_cfg = CFG.replace(dropout_rate=0.1)
+  rngs = {'dropout': jax.random.PRNGKey(3)}
+  with_dropout = lambda cfg: t5.T5(cfg).apply({'params': params}, enc, dec, prompt=prompt,
+                                              enable_dropout=True, rngs=rngs)
+  np.testing.assert_allclose(with_dropout(dropout_cfg), with_dropout(dropout_cfg.replace(remat=True)),
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_dropout_is_active_only_when_enabled(setup):
