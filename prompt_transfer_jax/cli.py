@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # sub-command -> (module, function, one-line help). Each function takes argv (without the
@@ -33,6 +34,7 @@ def main(argv=None) -> int:
   if name not in COMMANDS:
     print(f"ptj: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
     return 2
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before any TensorFlow import
   module, func, _ = COMMANDS[name]
   return int(getattr(importlib.import_module(module), func)(rest) or 0)
 

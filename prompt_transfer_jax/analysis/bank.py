@@ -3,6 +3,7 @@
 Layout: `BANK/index.json` (`{"prompts": [entry, ...]}`), `BANK/prompts/NAME.npy` and, when known,
 `BANK/activations/NAME.npy` (`[layers, d_ff]` FFN activations of the prompt, with the extraction
 settings in the entry so that only comparable activations are compared by ON).
+`short_run_prompt` makes a new task's query prompt with a short `ptj train` run.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -139,6 +140,46 @@ class PromptBank:
       stack = [self.prompt(e) for e in pool]
       sims = ind.embedding_similarity(by, query[None], np.stack(stack))[0] if pool else []
     return [Recommendation(pool[i], float(sims[i])) for i in rank(sims)]
+
+
+def short_run_prompt(task: str, steps: int, gin_files: Sequence[str], bindings: Sequence[str] = (),
+                     model_dir: Optional[str] = None) -> np.ndarray:
+  """The new task's query prompt: `steps` steps of `ptj train` on `task`, its final prompt.
+
+  `gin_files` are the model's (e.g. `models/t5_1_1_base_prompt.gin`; `runs/prompt_train.gin`
+  is added), `bindings` are `NAME=VALUE` gin bindings. The run goes to `model_dir` (a run
+  already there is resumed) or to a temporary directory that is removed afterwards. The run's
+  gin bindings are cleared afterwards, so they do not leak into later calls.
+  """
+  import contextlib
+  import io
+  import shutil
+  import tempfile
+
+  import gin
+
+  from prompt_transfer_jax.trainer import checkpointing, cli
+  if steps < 1:
+    raise ValueError(f'--short-run needs a positive number of steps, got {steps}')
+  if not gin_files:
+    raise ValueError('a short prompt-tuning run needs the model gin file(s) (--gin_file)')
+  temporary = tempfile.mkdtemp(prefix='ptj_short_run_') if model_dir is None else None
+  run_dir = os.path.join(temporary, 'run') if temporary else model_dir
+  args = [f'--gin_file={f}' for f in gin_files] + [
+      '--gin_file=runs/prompt_train.gin', f"--gin.MODEL_DIR='{run_dir}'",
+      f"--gin.MIXTURE_OR_TASK_NAME='{task}'", f'--gin.TRAIN_STEPS={steps}',
+      f'--gin.EVAL_PERIOD={steps}', '--noprogress'] + [f'--gin.{b}' for b in bindings]
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      code = cli.train_main(args)
+    if code:
+      raise ValueError(f'the short prompt-tuning run on {task!r} failed (exit {code}; its error '
+                       'is printed above)')
+    return read_prompt(checkpointing.numpy_prompt_path(run_dir, steps))
+  finally:
+    gin.clear_config()
+    if temporary:
+      shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _comparable(meta: dict, query_meta: Optional[dict]) -> bool:

@@ -1,7 +1,7 @@
 """`ptj analyze ...` and `ptj bank ...`: indicators, Spearman, report, activations, prompt bank.
 
-Only `ptj analyze activations` (and `bank` options that run the model) import JAX; everything
-else is numpy / scipy / matplotlib.
+Only `ptj analyze activations` (and `bank` options that run the model or, with `--short-run`,
+the trainer) import JAX; everything else is numpy / scipy / matplotlib.
 """
 from __future__ import annotations
 
@@ -282,16 +282,28 @@ def _bank_list(args) -> int:
 def _bank_recommend(args) -> int:
   from prompt_transfer_jax.analysis.bank import PromptBank
   bank = PromptBank(args.bank)
+  if args.short_run is not None and (args.prompt or args.activations):
+    raise ValueError('give --short-run STEPS or --prompt / --activations, not both')
+  if args.short_run is not None and args.by == 'ON' and not args.model:
+    raise ValueError('--by ON with --short-run needs --model (the checkpoint the bank activations '
+                     'were extracted from)')
   prompt = read_prompt(args.prompt) if args.prompt else None
+  if args.short_run is not None:
+    from prompt_transfer_jax.analysis.bank import short_run_prompt
+    prompt = short_run_prompt(args.task, args.short_run, args.gin_file, args.gin,
+                              args.short_run_dir)
+    print(f'query prompt: {args.short_run} steps of prompt tuning on {args.task}')
   acts = meta = None
   if args.activations:
     acts, meta = _query_activations(args.activations, args.activations_entry)
   elif args.by == 'ON' and prompt is not None and args.model:
     acts, meta = _activations_of_prompt(args, prompt)
   if args.by == 'ON' and acts is None:
-    raise ValueError('--by ON needs --activations FILE, or --prompt FILE with --model')
+    raise ValueError('--by ON needs --activations FILE, or --prompt FILE / --short-run STEPS '
+                     'with --model')
   if args.by != 'ON' and prompt is None:
-    raise ValueError(f'--by {args.by} needs --prompt FILE (the new task\'s prompt)')
+    raise ValueError(f'--by {args.by} needs --prompt FILE (the new task\'s prompt) or '
+                     '--short-run STEPS')
   ranked = bank.recommend(args.by, prompt, acts, meta, args.backbone,
                           None if args.include_same_task else args.task)
   if not ranked:
@@ -353,6 +365,14 @@ def bank_main(argv) -> int:
   p.add_argument('--init-out', metavar='PROMPT_FILE', help='copy the best prompt here (.npy)')
   _model_args(p.add_argument_group('extract the ON activations of --prompt (instead of --activations)'),
               required=False)
+  g = p.add_argument_group('make the query prompt with a short prompt-tuning run on --task '
+                           '(instead of --prompt)')
+  g.add_argument('--short-run', type=int, metavar='STEPS', help='steps of `ptj train` on --task')
+  g.add_argument('--gin_file', action='append', default=[],
+                 help='model gin file(s) for the run, e.g. models/t5_1_1_base_prompt.gin')
+  g.add_argument('--gin', action='append', default=[], metavar='NAME=VALUE',
+                 help="gin binding for the run, e.g. INITIAL_CHECKPOINT_PATH=\"'/ckpt'\"")
+  g.add_argument('--short-run-dir', help='keep the run here (default: a removed temporary dir)')
   p.set_defaults(fn=_bank_recommend)
   args = parser.parse_args(argv)
   try:

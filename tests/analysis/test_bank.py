@@ -138,3 +138,63 @@ def test_bank_errors(tmp_path, capsys):
   with pytest.raises(ValueError, match='already has a prompt named'):
     b.add('ok', np.zeros((2, 2)), 't', 'x')
   assert json.loads((tmp_path / 'b' / 'index.json').read_text())['prompts'][0]['name'] == 'ok'
+
+
+def test_recommend_after_a_short_prompt_tuning_run(tmp_path, capsys):
+  """`--short-run STEPS`: the trainer tunes a query prompt on the new task, then ON / C_average rank."""
+  from prompt_transfer_jax import tasks
+  from prompt_transfer_jax.analysis.activation_store import load_activations
+  from prompt_transfer_jax.analysis.activations import extract_activations, t5_sentinel_inputs
+  from prompt_transfer_jax.checkpoints import save_hf_t5
+  from prompt_transfer_jax.trainer import checkpointing, frozen_model, prompt_init
+  model = frozen_model.t5_model(checkpoint=None, preset='t5_demo', config_overrides={
+      'vocab_size': tasks.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, 'head_dim': 16,
+      'mlp_dim': 64, 'dropout_rate': 0.0}, frozen_dtype=None, activation_dtype=None)
+  ckpt = save_hf_t5(tmp_path / 'model', model.config, model.params)
+  names = ['synth_sentiment_a', 'synth_nli_a', 'synth_paraphrase_a']
+  prompts = np.random.default_rng(4).normal(size=(3, 4, 32)).astype(np.float32)
+  (tmp_path / 'prompts').mkdir()
+  for name, p in zip(names, prompts):
+    np.save(tmp_path / 'prompts' / f'{name}.npy', p)
+  extraction = ['--model', ckpt, '--sentinel-id', '2']    # <unk>: no <extra_id_0> in this vocabulary
+  assert ptj.main(['analyze', 'activations', '--prompts', str(tmp_path / 'prompts'), *extraction,
+                   '--out', str(tmp_path / 'acts.npz')]) == 0
+  bank_dir = str(tmp_path / 'bank')
+  for name in names:
+    assert ptj.main(['bank', 'add', '--bank', bank_dir, '--prompt', str(tmp_path / 'prompts' / f'{name}.npy'),
+                     '--task', name, '--backbone', 'tiny', '--activations', str(tmp_path / 'acts.npz'),
+                     '--activations-entry', name]) == 0
+  run = ['--short-run', '3', '--gin_file', 'models/t5_synth_prompt.gin',
+         '--gin', f"INITIAL_CHECKPOINT_PATH='{ckpt}'", '--gin', 'MODEL_PRESET=None',
+         '--gin', "ptj.t5_model.config_overrides={'dropout_rate': 0.0}", '--gin', 'PROMPT_LENGTH=4',
+         '--gin', 'BATCH_SIZE=8', '--gin', "TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 2}",
+         '--gin', 'ptj.train.max_eval_examples=16']
+  init = tmp_path / 'init.npy'
+  capsys.readouterr()
+  assert ptj.main(['bank', 'recommend', '--bank', bank_dir, '--task', 'synth_sentiment_b', *run,
+                   '--short-run-dir', str(tmp_path / 'run'), '--by', 'ON', *extraction,
+                   '--init-out', str(init)]) == 0
+  out = capsys.readouterr().out
+  assert 'query prompt: 3 steps of prompt tuning on synth_sentiment_b' in out
+  query = np.load(checkpointing.numpy_prompt_path(str(tmp_path / 'run'), 3))
+  start = prompt_init.sampled_vocab_init(200)(model, ['synth_sentiment_b'], 4, 0)  # the gin's init
+  assert query.shape == (4, 32) and not np.allclose(query, start)                   # it was tuned
+  history = json.loads((tmp_path / 'run' / 'metrics.json').read_text())['history']
+  assert [h['step'] for h in history] == [0, 3]
+  acts = extract_activations(model.backbone, model.params, query[None], t5_sentinel_inputs(2))
+  on = ind.overlap_of_activated_neurons(acts, others=load_activations(str(tmp_path / 'acts.npz')).select(names))[0]
+  listed = [line.split()[1] for line in out.splitlines() if line.strip()[:2].rstrip('.').isdigit()]
+  assert listed == [names[i] for i in np.argsort(-on, kind='stable')]
+  np.testing.assert_array_equal(np.load(init), prompts[int(np.argmax(on))])
+  assert prompt_init.load_checked(str(init), 4, 32).shape == (4, 32)     # what PROMPT_FILE reads
+  # C_average, from a temporary run (removed afterwards): the same deterministic query prompt.
+  assert ptj.main(['bank', 'recommend', '--bank', bank_dir, '--task', 'synth_sentiment_b', *run,
+                   '--by', 'C_average']) == 0
+  listed = [line.split()[1] for line in capsys.readouterr().out.splitlines()
+            if line.strip()[:2].rstrip('.').isdigit()]
+  assert listed == [names[i] for i in np.argsort(-ind.c_average(query[None], prompts)[0], kind='stable')]
+  assert ptj.main(['bank', 'recommend', '--bank', bank_dir, '--task', 'x', *run, '--by', 'ON']) == 2
+  assert '--by ON with --short-run needs --model' in capsys.readouterr().err
+  assert ptj.main(['bank', 'recommend', '--bank', bank_dir, '--task', 'x', *run,
+                   '--prompt', str(init)]) == 2
+  assert 'not both' in capsys.readouterr().err

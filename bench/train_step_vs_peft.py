@@ -1,0 +1,320 @@
+"""Our jitted prompt-tuning train step vs Hugging Face PEFT prompt tuning, on one T5 shape.
+
+Both train a P-token encoder prompt on the same frozen, random-weight T5 (default: T5 1.1 small
+shapes, batch 32, inputs 256, targets 8, P = 100; AdamW, per-token mean loss). Steps of the two
+are interleaved, together with large-matmul timings, so that load from other processes hits all
+three alike; every figure is a median. Printed:
+
+* tokens/s (input + target tokens per second) of each, and their ratio;
+* our achieved model FLOP/s (forward + activation-gradient matmul FLOPs, `trainer/flops.py`)
+  divided by the large-matmul FLOP/s of the same framework on this machine (its practical peak);
+* with `--profile`, where the time of our step goes (XLA ops by kind, phase and model part).
+
+The process keeps freed host memory (`trainer/host_memory.py`, as `ptj train` does); PEFT runs
+under the same settings (the `speedup_vs_peft` figure) and, for reference, under glibc's
+defaults, as it runs on its own.
+
+On an accelerator the frozen weights and activations are bf16 (`--dtype`), the matmul peak is
+measured in that dtype, and PEFT (PyTorch, CPU) is skipped unless `--peft` is given.
+The last line is machine-readable: `speedup_vs_peft=<x> fraction_of_matmul_peak=<y>`.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import ctypes.util
+import glob
+import gzip
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prompt_transfer_jax import partitioning
+from prompt_transfer_jax.config import t5_preset
+from prompt_transfer_jax.models import t5 as t5_lib
+from prompt_transfer_jax.models.backbone import T5Backbone
+from prompt_transfer_jax.trainer import flops as flops_lib
+from prompt_transfer_jax.trainer import host_memory
+from prompt_transfer_jax.trainer import step as step_lib
+from prompt_transfer_jax.trainer.frozen_model import random_t5_params
+from prompt_transfer_jax.trainer.placement import host, place
+
+
+def _args(argv):
+  accelerator = jax.default_backend() != 'cpu'
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  p.add_argument('--size', default='t5_1_1_small', help='T5 preset (config.T5_PRESETS)')
+  p.add_argument('--batch', type=int, default=32)
+  p.add_argument('--inputs', type=int, default=256)
+  p.add_argument('--targets', type=int, default=8)
+  p.add_argument('--prompt', type=int, default=100)
+  p.add_argument('--steps', type=int, default=3 if not accelerator else 20,
+                 help='timed steps of each implementation (after one warm-up step)')
+  p.add_argument('--dtype', default='bfloat16' if accelerator else 'float32',
+                 help='frozen weights and activations of our step')
+  p.add_argument('--matmul', type=int, default=2048 if not accelerator else 8192,
+                 help='size n of the n x n x n matmul that measures the peak')
+  p.add_argument('--peft', action=argparse.BooleanOptionalAction, default=not accelerator,
+                 help='also run HF PEFT (PyTorch, CPU)')
+  p.add_argument('--profile', action='store_true', help='print where the time of our step goes')
+  p.add_argument('--json', help='also write the results to this file')
+  return p.parse_args(argv)
+
+
+def _batch(args, vocab):
+  rng = np.random.default_rng(0)
+  targets = rng.integers(2, min(vocab, 32000), (args.batch, args.targets)).astype(np.int32)
+  return {'encoder_input_tokens': rng.integers(2, min(vocab, 32000),
+                                               (args.batch, args.inputs)).astype(np.int32),
+          'decoder_target_tokens': targets,
+          'decoder_input_tokens': np.asarray(t5_lib.shift_right(targets)),
+          'decoder_loss_weights': np.ones_like(targets)}
+
+
+class OurStep:
+  """Our jitted train step (AdamW, mean loss) with the frozen weights on the mesh."""
+
+  def __init__(self, args, config, params, batch):
+    mesh = partitioning.make_mesh()
+    shardings = partitioning.logical_shardings(t5_lib.abstract_params(config), mesh,
+                                               partitioning.standard_logical_axis_rules())
+    self.params = place(jax.tree.map(lambda x: np.asarray(x, config.param_dtype), params), shardings)
+    tx = step_lib.make_optimizer('adamw', learning_rate=1e-3)
+    prompt = np.random.default_rng(1).normal(size=(args.prompt, config.emb_dim)).astype(np.float32)
+    state = step_lib.init_state(prompt, tx)
+    self.state = place(jax.device_get(state), step_lib.state_shardings(state, mesh))
+    self.batch = partitioning.shard_tree(batch, jax.tree.map(
+        lambda _: partitioning.data_sharding(mesh), batch))
+    self.fn = step_lib.jit_train_step(
+        step_lib.make_train_step(T5Backbone(config), tx,
+                                 step_lib.LossConfig(z_loss=0.0, normalization='mean')),
+        self.state, mesh, shardings, partitioning.data_sharding(mesh))
+
+  def __call__(self) -> float:
+    start = time.perf_counter()
+    self.state, metrics = self.fn(self.state, self.params, self.batch)
+    loss = float(host(metrics['loss']))
+    if not np.isfinite(loss):
+      raise FloatingPointError(f'our step: loss {loss}')
+    return time.perf_counter() - start
+
+
+class PeftStep:
+  """HF PEFT prompt tuning (PyTorch, CPU, fp32) of the same T5 shape."""
+
+  def __init__(self, args, config, batch):
+    import peft
+    import torch
+    import transformers
+    from prompt_transfer_jax.checkpoints.hf_t5 import hf_config
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    self.torch = torch
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(**hf_config(config)))
+    self.model = peft.get_peft_model(model, peft.PromptTuningConfig(
+        task_type=peft.TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=args.prompt))
+    self.model.train()
+    self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
+                                       lr=1e-3)
+    self.inputs = torch.tensor(batch['encoder_input_tokens'], dtype=torch.long)
+    self.labels = torch.tensor(batch['decoder_target_tokens'], dtype=torch.long)
+
+  def __call__(self) -> float:
+    start = time.perf_counter()
+    loss = self.model(input_ids=self.inputs, attention_mask=self.inputs > 0,
+                      labels=self.labels).loss
+    loss.backward()
+    self.optimizer.step()
+    self.optimizer.zero_grad(set_to_none=True)
+    value = float(loss.detach())
+    if not np.isfinite(value):
+      raise FloatingPointError(f'PEFT step: loss {value}')
+    return time.perf_counter() - start
+
+
+class GlibcDefaults:
+  """Within: glibc's default large-block behaviour (mmap, trimming), as PEFT runs on its own."""
+
+  def __enter__(self):
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    libc.mallopt(-4, 65536)          # M_MMAP_MAX: glibc's default
+    libc.mallopt(-1, 128 * 1024)     # M_TRIM_THRESHOLD: glibc's default
+    return self
+
+  def __exit__(self, *exc):
+    host_memory.keep_freed_memory()
+
+
+class JaxMatmul:
+  def __init__(self, n: int, dtype):
+    self.flops = 2.0 * n ** 3
+    keys = jax.random.split(jax.random.PRNGKey(0))
+    self.a = jax.random.normal(keys[0], (n, n), dtype)
+    self.b = jax.random.normal(keys[1], (n, n), dtype)
+    self.fn = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=dtype))
+    self.fn(self.a, self.b).block_until_ready()
+
+  def __call__(self) -> float:
+    start = time.perf_counter()
+    self.fn(self.a, self.b).block_until_ready()
+    return self.flops / (time.perf_counter() - start)
+
+
+class TorchMatmul:
+  def __init__(self, n: int):
+    import torch
+    self.flops = 2.0 * n ** 3
+    self.a, self.b = torch.randn(n, n), torch.randn(n, n)
+    self.mm = torch.mm
+    self.mm(self.a, self.b)
+
+  def __call__(self) -> float:
+    start = time.perf_counter()
+    self.mm(self.a, self.b)
+    return self.flops / (time.perf_counter() - start)
+
+
+def _profile(ours: OurStep, steps: int = 2) -> tuple[list, list]:
+  """Thread-seconds per step of our step's XLA ops, by (kind, phase) and by model part."""
+  compiled = ours.fn.lower(ours.state, ours.params, ours.batch).compile().as_text()
+  op_names = dict(re.findall(r'%([\w.\-]+) = .*?op_name="([^"]*)"', compiled))
+  with tempfile.TemporaryDirectory() as d:
+    jax.profiler.start_trace(d, create_perfetto_trace=True)
+    for _ in range(steps):
+      ours()
+    jax.profiler.stop_trace()
+    path = glob.glob(os.path.join(d, '**', '*.trace.json.gz'), recursive=True)[0]
+    with gzip.open(path) as f:
+      events = json.load(f)['traceEvents']
+  by_kind, by_part = collections.Counter(), collections.Counter()
+  for e in events:
+    op = e.get('args', {}).get('hlo_op')
+    if e.get('ph') != 'X' or not op or 'dur' not in e:
+      continue
+    seconds = e['dur'] / 1e6 / steps
+    source = op_names.get(op, '')
+    phase = 'backward' if 'transpose(' in source else 'forward'
+    by_kind[(_op_kind(op), phase)] += seconds
+    by_part[_model_part(source)] += seconds
+  return by_kind.most_common(), by_part.most_common()
+
+
+def _op_kind(op: str) -> str:
+  """Groups XLA:CPU thunks: matmuls (dot / library fusions), loop fusions, data movement."""
+  if op.startswith(('dot', 'ynn_fusion', 'xnn_fusion', 'onednn')):
+    return 'matmul'
+  if op.startswith(('copy', 'transpose', 'wrapped_broadcast', 'bitcast', 'concatenate', 'slice')):
+    return 'data movement'
+  return 'elementwise / reduction fusions'
+
+
+def _model_part(source: str) -> str:
+  """The model component an op comes from, by its JAX source path."""
+  for part in ('attention', 'mlp', 'layer_norm', 'encoder_norm', 'decoder_norm', 'relpos_bias',
+               'logits_dense', 'token_embedder', 'optimizer'):
+    if part in source:
+      return {'encoder_norm': 'layer_norm', 'decoder_norm': 'layer_norm'}.get(part, part)
+  return 'loss, optimizer and other' if source else 'unattributed'
+
+
+def main(argv=None) -> int:
+  kept = host_memory.keep_freed_memory()    # as `ptj train` does; applies to PEFT (torch) too
+  args = _args(sys.argv[1:] if argv is None else argv)
+  dtype = jnp.dtype(args.dtype)
+  config = t5_preset(args.size).replace(dropout_rate=0.0, dtype=dtype.name, param_dtype=dtype.name)
+  device = jax.devices()[0]
+  print(f'device: {device.device_kind} x{jax.device_count()} ({jax.default_backend()}), '
+        f'{os.cpu_count()} CPU cores; model {args.size} ({args.dtype}), batch {args.batch}, '
+        f'inputs {args.inputs}, targets {args.targets}, prompt {args.prompt}; glibc keeps freed '
+        f'memory: {kept}', flush=True)
+  params = random_t5_params(config.replace(dtype='float32', param_dtype='float32'))
+  batch = _batch(args, config.vocab_size)
+  tokens_per_step = args.batch * (args.inputs + args.targets)
+  model_flops = flops_lib.train_step_flops(config, args.batch, args.inputs, args.targets,
+                                           args.prompt)
+
+  t0 = time.perf_counter()
+  ours = OurStep(args, config, params, batch)
+  first = ours()
+  print(f'ours: compile + first step {time.perf_counter() - t0:.1f} s ({first:.1f} s)', flush=True)
+  peft_step = None
+  if args.peft:
+    peft_step = PeftStep(args, config, batch)
+    print(f'peft: warm-up step {peft_step():.1f} s', flush=True)
+  matmul = JaxMatmul(args.matmul, dtype)
+  torch_matmul = TorchMatmul(args.matmul) if args.peft else None
+
+  times = collections.defaultdict(list)
+  for i in range(args.steps):
+    times['matmul'] += [matmul() for _ in range(3)]
+    if torch_matmul:
+      times['torch_matmul'] += [torch_matmul() for _ in range(3)]
+    times['ours'].append(ours())
+    if peft_step:
+      times['peft'].append(peft_step())
+      with GlibcDefaults():
+        times['peft_glibc_default'].append(peft_step())
+    print(f'round {i + 1}/{args.steps}: ours {times["ours"][-1]:.2f} s'
+          + (f', peft {times["peft"][-1]:.2f} s (glibc defaults: '
+             f'{times["peft_glibc_default"][-1]:.2f} s)' if peft_step else '')
+          + f', matmul {statistics.median(times["matmul"][-3:]) / 1e9:.1f} GFLOP/s', flush=True)
+
+  med = {k: statistics.median(v) for k, v in times.items()}
+  ours_tps = tokens_per_step / med['ours']
+  achieved = model_flops / med['ours']
+  fraction = achieved / med['matmul']
+  result = {'device': device.device_kind, 'backend': jax.default_backend(),
+            'model': args.size, 'dtype': args.dtype, 'batch': args.batch, 'inputs': args.inputs,
+            'targets': args.targets, 'prompt': args.prompt, 'steps': args.steps,
+            'model_gflop_per_step': model_flops / 1e9, 'ours_s_per_step': med['ours'],
+            'ours_tokens_per_s': ours_tps, 'ours_gflop_per_s': achieved / 1e9,
+            'matmul_gflop_per_s': med['matmul'] / 1e9, 'fraction_of_matmul_peak': fraction}
+  print(f'model FLOPs per step (forward + activation gradients): {model_flops / 1e9:.0f} GFLOP')
+  print(f'ours: {med["ours"]:.2f} s/step, {ours_tps:.0f} tokens/s, {achieved / 1e9:.1f} GFLOP/s')
+  print(f'large {args.dtype} matmul (jax, n={args.matmul}): {med["matmul"] / 1e9:.1f} GFLOP/s'
+        + (f'; torch fp32: {med["torch_matmul"] / 1e9:.1f} GFLOP/s' if torch_matmul else ''))
+  speedup = float('nan')
+  if peft_step:
+    peft_tps = tokens_per_step / med['peft']
+    default_tps = tokens_per_step / med['peft_glibc_default']
+    speedup = ours_tps / peft_tps
+    result.update(peft_s_per_step=med['peft'], peft_tokens_per_s=peft_tps,
+                  peft_gflop_per_s=model_flops / med['peft'] / 1e9,
+                  peft_glibc_default_s_per_step=med['peft_glibc_default'],
+                  peft_glibc_default_tokens_per_s=default_tps,
+                  torch_matmul_gflop_per_s=med['torch_matmul'] / 1e9, speedup_vs_peft=speedup,
+                  speedup_vs_peft_glibc_default=ours_tps / default_tps)
+    print(f'peft (same process and allocator settings as ours): {med["peft"]:.2f} s/step, '
+          f'{peft_tps:.0f} tokens/s, {model_flops / med["peft"] / 1e9:.1f} GFLOP/s')
+    print(f'peft (glibc default allocator, as PEFT runs on its own): '
+          f'{med["peft_glibc_default"]:.2f} s/step, {default_tps:.0f} tokens/s')
+    print(f'ours / peft tokens/s: {speedup:.2f}x (vs PEFT with glibc defaults: '
+          f'{ours_tps / default_tps:.2f}x)')
+  print(f'ours / matmul peak: {fraction:.1%}')
+  if args.profile:
+    by_kind, by_part = _profile(ours)
+    total = sum(v for _, v in by_kind)
+    print(f'where our step spends its time (JAX profiler; {total:.1f} thread-seconds per step):')
+    for (kind, phase), seconds in by_kind:
+      print(f'  {kind:<32} {phase:<9} {seconds:6.2f} s  {seconds / total:6.1%}')
+    print('  by model part:')
+    for part, seconds in by_part:
+      print(f'  {part:<42} {seconds:6.2f} s  {seconds / total:6.1%}')
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(result, f, indent=1)
+  print(f'speedup_vs_peft={speedup:.3f} fraction_of_matmul_peak={fraction:.3f}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

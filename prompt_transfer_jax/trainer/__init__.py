@@ -1,0 +1,1 @@
+"""Prompt tuning: the train step, the loop, evaluation, checkpoints, exports and the CLI."""

@@ -1,0 +1,70 @@
+"""Progress of a run: a live console line and TensorBoard event files.
+
+The live line (tqdm, process 0 only) shows step, loss, steps/s and the ETA. Scalars go to
+TensorBoard through `clu.metric_writers` under `MODEL_DIR/train` and `MODEL_DIR/training_eval`,
+with T5X's `timing/*` keys (`timing/steps_per_second`, `timing/seqs_per_second`, ...).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Mapping, Optional
+
+import jax
+from tqdm import tqdm
+
+
+class Progress:
+  """Console line + metric writers for one training run."""
+
+  def __init__(self, model_dir: str, total_steps: int, start_step: int, show: bool = True):
+    from clu import metric_writers
+    self.main = jax.process_index() == 0
+    self._bar = tqdm(total=total_steps, initial=start_step, desc='train', unit='step',
+                     dynamic_ncols=True, file=sys.stderr, disable=not (show and self.main),
+                     mininterval=0.5 if sys.stderr.isatty() else 30.0, smoothing=0.1)
+    self._writers = {}
+    if self.main:
+      for name in ('train', 'training_eval'):
+        self._writers[name] = metric_writers.SummaryWriter(os.path.join(model_dir, name))
+    self._window_start = time.perf_counter()
+    self._window_step = start_step
+
+  def step(self, step: int, loss: Optional[float] = None) -> None:
+    """Advances the live line to `step` (updates done)."""
+    if loss is not None:
+      self._bar.set_postfix(loss=f'{loss:.4g}', refresh=False)
+    self._bar.update(step - self._bar.n)
+
+  def message(self, text: str) -> None:
+    if self.main:
+      self._bar.write(text, file=sys.stderr)
+
+  def timing(self, step: int, batch_size: int, target_tokens: float) -> dict:
+    """T5X `timing/*` scalars for the steps since the last call."""
+    now = time.perf_counter()
+    seconds = max(now - self._window_start, 1e-9)
+    steps = step - self._window_step
+    cores = jax.device_count()
+    self._window_start, self._window_step = now, step
+    seqs = steps * batch_size
+    return {'timing/seconds': seconds, 'timing/steps_per_second': steps / seconds,
+            'timing/seqs': seqs, 'timing/seqs_per_second': seqs / seconds,
+            'timing/seqs_per_second_per_core': seqs / seconds / cores,
+            'timing/target_tokens_per_second': target_tokens / seconds,
+            'timing/target_tokens_per_second_per_core': target_tokens / seconds / cores}
+
+  def reset_window(self, step: int) -> None:
+    """Starts a new timing window (after an evaluation or a checkpoint)."""
+    self._window_start, self._window_step = time.perf_counter(), step
+
+  def write(self, collection: str, step: int, scalars: Mapping[str, float]) -> None:
+    if collection in self._writers:
+      self._writers[collection].write_scalars(step, {k: float(v) for k, v in scalars.items()})
+
+  def close(self) -> None:
+    self._bar.close()
+    for writer in self._writers.values():
+      writer.flush()
+      writer.close()

@@ -1,0 +1,87 @@
+"""End to end on a synthetic task: learning, run artifacts, `ptj eval` and `ptj export`."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from prompt_transfer_jax.trainer import cli, export, run_record
+from tests.trainer.conftest import final_prompt, synth_args
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """150 steps of prompt tuning (d_model 256 random T5, Adafactor lr 1.0) on synth_sentiment_a."""
+  model_dir = tmp_path_factory.mktemp('train') / 'run'
+  args = synth_args(model_dir, 150, tiny=False, eval_period=50, batch_size=32,
+                    extra=['--gin.ptj.make_optimizer.learning_rate=1.0',
+                           '--gin.ptj.train.log_period=25'])
+  assert cli.train_main(args) == 0
+  with open(model_dir / run_record.METRICS_FILE) as f:
+    return model_dir, json.load(f)
+
+
+def test_loss_falls_and_accuracy_rises_above_chance(trained):
+  _, record = trained
+  history = record['history']
+  assert [h['step'] for h in history] == [0, 50, 100, 150]
+  assert history[0]['score'] == pytest.approx(50.0, abs=10)          # two balanced classes
+  assert history[3]['train_loss'] < 0.6 * history[1]['train_loss']
+  assert record['best_score'] >= 80.0
+  assert record['metric'] == 'accuracy'
+  assert record['best_step'] == max(history, key=lambda h: h['score'])['step']
+  elapsed = [h['elapsed_s'] for h in history]
+  assert elapsed == sorted(elapsed) and all(h['train_s'] <= h['elapsed_s'] for h in history)
+
+
+def test_run_artifacts(trained):
+  model_dir, record = trained
+  config = (model_dir / 'config.gin').read_text()
+  assert 'TRAIN_STEPS = 150' in config and "MIXTURE_OR_TASK_NAME = 'synth_sentiment_a'" in config
+  for step in (50, 100, 150):
+    prompt = final_prompt(model_dir, step)
+    assert prompt.shape == (20, 256) and prompt.dtype == np.float32
+  best = np.load(model_dir / run_record.BEST_PROMPT_FILE)
+  np.testing.assert_array_equal(best, final_prompt(model_dir, record['best_step']))
+  assert sorted(p.name for p in model_dir.glob('checkpoint_*')) == ['checkpoint_150']  # keep=1
+  from tensorboard.backend.event_processing import event_accumulator
+  tags = {}
+  for sub in ('train', 'training_eval'):
+    acc = event_accumulator.EventAccumulator(str(model_dir / sub))
+    acc.Reload()
+    tags[sub] = set(acc.Tags()['tensors']) | set(acc.Tags()['scalars'])
+  assert {'loss', 'timing/steps_per_second', 'timing/seqs_per_second',
+          'timing/compilation_seconds'} <= tags['train']
+  assert {'score', 'synth_sentiment_a/accuracy', 'timing/evaluate_seconds'} <= tags['training_eval']
+
+
+def test_eval_cli_reproduces_the_best_score(trained, tmp_path, capsys):
+  model_dir, record = trained
+  out_file = tmp_path / 'eval.json'
+  code = cli.eval_main(['--gin_file=models/t5_synth_prompt.gin', '--gin_file=runs/prompt_eval.gin',
+                        f"--gin.PROMPT_FILE='{model_dir / run_record.BEST_PROMPT_FILE}'",
+                        "--gin.MIXTURE_OR_TASK_NAME='synth_sentiment_a'",
+                        "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 2}",
+                        f"--gin.EVAL_OUTPUT_FILE='{out_file}'"])
+  printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert code == 0
+  assert printed['score'] == pytest.approx(record['best_score'])
+  assert printed['num_examples'] == {'synth_sentiment_a': 200}
+  assert json.loads(out_file.read_text())['score'] == printed['score']
+
+
+def test_export_cli(trained, tmp_path, capsys):
+  model_dir, _ = trained
+  assert cli.export_main([f'--prompt={model_dir}', '--format=peft', f'--out={tmp_path / "peft"}']) == 0
+  assert cli.export_main([f'--prompt={model_dir}', '--format=numpy', f'--out={tmp_path / "np"}']) == 0
+  best = np.load(model_dir / run_record.BEST_PROMPT_FILE)
+  np.testing.assert_array_equal(export.read_peft(str(tmp_path / 'peft')), best)
+  config = json.loads((tmp_path / 'peft' / export.PEFT_CONFIG_FILE).read_text())
+  assert (config['peft_type'], config['num_virtual_tokens'], config['token_dim'],
+          config['num_transformer_submodules']) == ('PROMPT_TUNING', 20, 256, 1)
+  np.testing.assert_array_equal(np.load(tmp_path / 'np' / 'encoder.prompt.prompt.prompt'), best)
+  assert not [p for p in os.listdir(tmp_path) if '.tmp-' in p]
+  capsys.readouterr()
+  assert cli.export_main(['--prompt=/nonexistent.npy', f'--out={tmp_path / "x"}']) == 1
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('ptj export: error:') and 'not found' in err and '\n' not in err
