@@ -10,9 +10,12 @@ three alike; every figure is a median. Printed:
   divided by the large-matmul FLOP/s of the same framework on this machine (its practical peak);
 * with `--profile`, where the time of our step goes (XLA ops by kind, phase and model part).
 
-The process keeps freed host memory (`trainer/host_memory.py`, as `ptj train` does); PEFT runs
-under the same settings (the `speedup_vs_peft` figure) and, for reference, under glibc's
-defaults, as it runs on its own.
+On CPU, JAX gets one device per core (`--cpu_devices`) and our step runs data parallel over
+them (`ptj train --cpu_devices=N` does the same); the same step on one device with
+multi-threaded ops is timed too. The matmul peak is the better of one n^3 matmul on one device
+and one per device at once. The process keeps freed host memory (`trainer/host_memory.py`, as
+`ptj train` does); PEFT runs under the same settings (the `speedup_vs_peft` figure) and, for
+reference, under glibc's defaults, as it runs on its own.
 
 On an accelerator the frozen weights and activations are bf16 (`--dtype`), the matmul peak is
 measured in that dtype, and PEFT (PyTorch, CPU) is skipped unless `--peft` is given.
@@ -30,6 +33,7 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,24 +54,36 @@ from prompt_transfer_jax.trainer.placement import host, place
 
 
 def _args(argv):
-  accelerator = jax.default_backend() != 'cpu'
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--size', default='t5_1_1_small', help='T5 preset (config.T5_PRESETS)')
   p.add_argument('--batch', type=int, default=32)
   p.add_argument('--inputs', type=int, default=256)
   p.add_argument('--targets', type=int, default=8)
   p.add_argument('--prompt', type=int, default=100)
-  p.add_argument('--steps', type=int, default=3 if not accelerator else 20,
-                 help='timed steps of each implementation (after one warm-up step)')
-  p.add_argument('--dtype', default='bfloat16' if accelerator else 'float32',
-                 help='frozen weights and activations of our step')
-  p.add_argument('--matmul', type=int, default=2048 if not accelerator else 8192,
-                 help='size n of the n x n x n matmul that measures the peak')
-  p.add_argument('--peft', action=argparse.BooleanOptionalAction, default=not accelerator,
-                 help='also run HF PEFT (PyTorch, CPU)')
+  p.add_argument('--steps', type=int, help='timed rounds: one step of each implementation per '
+                 'round, after warm-up (default: 5 on CPU, 20 on an accelerator)')
+  p.add_argument('--dtype', help='frozen weights and activations of our step (default: float32 '
+                 'on CPU, bfloat16 on an accelerator)')
+  p.add_argument('--matmul', type=int, help='size n of the n x n x n matmul that measures the '
+                 'peak (default: 2048 on CPU, 8192 on an accelerator)')
+  p.add_argument('--cpu_devices', type=int, default=os.cpu_count(),
+                 help='CPU only: JAX devices (one per core by default); our step runs data '
+                 'parallel over them, and also on one device with multi-threaded ops')
+  p.add_argument('--peft', action=argparse.BooleanOptionalAction,
+                 help='also run HF PEFT (PyTorch, CPU); default: on CPU only')
   p.add_argument('--profile', action='store_true', help='print where the time of our step goes')
+  p.add_argument('--profile_only', action='store_true', help=argparse.SUPPRESS)
   p.add_argument('--json', help='also write the results to this file')
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.cpu_devices and args.cpu_devices > 1 and not args.profile_only:
+    jax.config.update('jax_num_cpu_devices', args.cpu_devices)  # before the backend starts
+  accelerator = jax.default_backend() != 'cpu'
+  defaults = {'steps': 20 if accelerator else 5, 'dtype': 'bfloat16' if accelerator else 'float32',
+              'matmul': 8192 if accelerator else 2048, 'peft': not accelerator}
+  for name, value in defaults.items():
+    if getattr(args, name) is None:
+      setattr(args, name, value)
+  return args
 
 
 def _batch(args, vocab):
@@ -83,8 +99,8 @@ def _batch(args, vocab):
 class OurStep:
   """Our jitted train step (AdamW, mean loss) with the frozen weights on the mesh."""
 
-  def __init__(self, args, config, params, batch):
-    mesh = partitioning.make_mesh()
+  def __init__(self, args, config, params, batch, devices=None):
+    mesh = partitioning.make_mesh(devices=devices)
     shardings = partitioning.logical_shardings(t5_lib.abstract_params(config), mesh,
                                                partitioning.standard_logical_axis_rules())
     self.params = place(jax.tree.map(lambda x: np.asarray(x, config.param_dtype), params), shardings)
@@ -155,12 +171,19 @@ class GlibcDefaults:
 
 
 class JaxMatmul:
-  def __init__(self, n: int, dtype):
-    self.flops = 2.0 * n ** 3
+  """n x n x n matmuls: on one device, or one per device of a multi-device mesh at once."""
+
+  def __init__(self, n: int, dtype, devices=None):
+    devices = list(devices or jax.devices()[:1])
+    mesh = partitioning.make_mesh(devices=devices)
+    self.flops = 2.0 * n ** 3 * len(devices)
     keys = jax.random.split(jax.random.PRNGKey(0))
-    self.a = jax.random.normal(keys[0], (n, n), dtype)
-    self.b = jax.random.normal(keys[1], (n, n), dtype)
-    self.fn = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=dtype))
+    self.a = place(np.asarray(jax.random.normal(keys[0], (n * len(devices), n), dtype)),
+                   partitioning.data_sharding(mesh))
+    self.b = place(np.asarray(jax.random.normal(keys[1], (n, n), dtype)),
+                   partitioning.replicated(mesh))
+    self.fn = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=dtype),
+                      out_shardings=partitioning.data_sharding(mesh))
     self.fn(self.a, self.b).block_until_ready()
 
   def __call__(self) -> float:
@@ -183,8 +206,12 @@ class TorchMatmul:
     return self.flops / (time.perf_counter() - start)
 
 
-def _profile(ours: OurStep, steps: int = 2) -> tuple[list, list]:
-  """Thread-seconds per step of our step's XLA ops, by (kind, phase) and by model part."""
+def _profile(ours: OurStep, steps: int = 1) -> collections.Counter:
+  """Seconds per step of our step's XLA ops by (model part, phase, kind), from a JAX trace.
+
+  On CPU run it on one core with one Eigen thread (`_run_profile`): multi-threaded, XLA hands
+  matmul work to a pool that the trace does not attribute to the op.
+  """
   compiled = ours.fn.lower(ours.state, ours.params, ours.batch).compile().as_text()
   op_names = dict(re.findall(r'%([\w.\-]+) = .*?op_name="([^"]*)"', compiled))
   with tempfile.TemporaryDirectory() as d:
@@ -195,17 +222,27 @@ def _profile(ours: OurStep, steps: int = 2) -> tuple[list, list]:
     path = glob.glob(os.path.join(d, '**', '*.trace.json.gz'), recursive=True)[0]
     with gzip.open(path) as f:
       events = json.load(f)['traceEvents']
-  by_kind, by_part = collections.Counter(), collections.Counter()
+  totals = collections.Counter()
   for e in events:
     op = e.get('args', {}).get('hlo_op')
     if e.get('ph') != 'X' or not op or 'dur' not in e:
       continue
-    seconds = e['dur'] / 1e6 / steps
     source = op_names.get(op, '')
     phase = 'backward' if 'transpose(' in source else 'forward'
-    by_kind[(_op_kind(op), phase)] += seconds
-    by_part[_model_part(source)] += seconds
-  return by_kind.most_common(), by_part.most_common()
+    totals[(_model_part(source), phase, _op_kind(op))] += e['dur'] / 1e6 / steps
+  return totals
+
+
+def _print_profile(totals: collections.Counter) -> None:
+  total = sum(totals.values())
+  print(f'where our step spends its time ({total:.1f} s of XLA ops per step on one thread):')
+  for title, key in (('by kind', lambda k: (k[2], k[1])), ('by model part', lambda k: (k[0],))):
+    grouped = collections.Counter()
+    for k, v in totals.items():
+      grouped[key(k)] += v
+    print(f'  {title}:')
+    for k, v in grouped.most_common():
+      print(f'    {" / ".join(k):<44} {v:6.2f} s {v / total:6.1%}')
 
 
 def _op_kind(op: str) -> str:
@@ -226,11 +263,51 @@ def _model_part(source: str) -> str:
   return 'loss, optimizer and other' if source else 'unattributed'
 
 
+def _rate(measure, seconds: float = 1.0) -> float:
+  """Median FLOP/s of repeated matmuls over a window of about `seconds`."""
+  rates, start = [], time.perf_counter()
+  while time.perf_counter() - start < seconds or len(rates) < 3:
+    rates.append(measure())
+  return statistics.median(rates)
+
+
+def _run_profile(args) -> None:
+  """The profile of our step; on CPU in a child process with single-threaded XLA matmuls."""
+  if jax.default_backend() != 'cpu':
+    _print_profile(_profile(_make_ours(args)))
+    return
+  argv = [sys.executable, os.path.abspath(__file__), '--profile_only', '--cpu_devices=1',
+          f'--size={args.size}',
+          f'--batch={args.batch}', f'--inputs={args.inputs}', f'--targets={args.targets}',
+          f'--prompt={args.prompt}', f'--dtype={args.dtype}']
+  flags = os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen=false'
+  one_core = {min(os.sched_getaffinity(0))}      # XLA then runs every op on the traced thread
+  sys.stdout.flush()
+  subprocess.run(argv, env=dict(os.environ, XLA_FLAGS=flags.strip()), check=True,
+                 preexec_fn=lambda: os.sched_setaffinity(0, one_core))
+
+
+def _config(args):
+  dtype = jnp.dtype(args.dtype)
+  return t5_preset(args.size).replace(dropout_rate=0.0, dtype=dtype.name, param_dtype=dtype.name)
+
+
+def _make_ours(args) -> OurStep:
+  config = _config(args)
+  params = random_t5_params(config.replace(dtype='float32', param_dtype='float32'))
+  ours = OurStep(args, config, params, _batch(args, config.vocab_size))
+  ours()
+  return ours
+
+
 def main(argv=None) -> int:
   kept = host_memory.keep_freed_memory()    # as `ptj train` does; applies to PEFT (torch) too
   args = _args(sys.argv[1:] if argv is None else argv)
+  if args.profile_only:
+    _print_profile(_profile(_make_ours(args)))
+    return 0
   dtype = jnp.dtype(args.dtype)
-  config = t5_preset(args.size).replace(dropout_rate=0.0, dtype=dtype.name, param_dtype=dtype.name)
+  config = _config(args)
   device = jax.devices()[0]
   print(f'device: {device.device_kind} x{jax.device_count()} ({jax.default_backend()}), '
         f'{os.cpu_count()} CPU cores; model {args.size} ({args.dtype}), batch {args.batch}, '
@@ -246,73 +323,98 @@ def main(argv=None) -> int:
   ours = OurStep(args, config, params, batch)
   first = ours()
   print(f'ours: compile + first step {time.perf_counter() - t0:.1f} s ({first:.1f} s)', flush=True)
-  peft_step = None
+  steps = {'ours': ours}
+  multi = jax.default_backend() == 'cpu' and jax.device_count() > 1
+  if multi:       # the same step on one device, its ops multi-threaded instead
+    steps['ours_one_device'] = OurStep(args, config, params, batch, devices=jax.devices()[:1])
+    steps['ours_one_device']()
   if args.peft:
     peft_step = PeftStep(args, config, batch)
+    steps['peft'] = peft_step
+
+    def peft_glibc_default():
+      with GlibcDefaults():
+        return peft_step()
+    steps['peft_glibc_default'] = peft_glibc_default
     print(f'peft: warm-up step {peft_step():.1f} s', flush=True)
-  matmul = JaxMatmul(args.matmul, dtype)
+  matmuls = [JaxMatmul(args.matmul, dtype)] + ([JaxMatmul(args.matmul, dtype, jax.devices())]
+                                                if multi else [])
+
+  def matmul() -> float:
+    """The machine's large-matmul rate: the better of one device and all devices at once."""
+    return max(m() for m in matmuls)
   torch_matmul = TorchMatmul(args.matmul) if args.peft else None
 
+  # Rounds: a matmul window, every implementation once (the order rotates), a matmul window.
   times = collections.defaultdict(list)
   for i in range(args.steps):
-    times['matmul'] += [matmul() for _ in range(3)]
-    if torch_matmul:
-      times['torch_matmul'] += [torch_matmul() for _ in range(3)]
-    times['ours'].append(ours())
-    if peft_step:
-      times['peft'].append(peft_step())
-      with GlibcDefaults():
-        times['peft_glibc_default'].append(peft_step())
-    print(f'round {i + 1}/{args.steps}: ours {times["ours"][-1]:.2f} s'
-          + (f', peft {times["peft"][-1]:.2f} s (glibc defaults: '
-             f'{times["peft_glibc_default"][-1]:.2f} s)' if peft_step else '')
-          + f', matmul {statistics.median(times["matmul"][-3:]) / 1e9:.1f} GFLOP/s', flush=True)
+    before = _rate(matmul)
+    names = list(steps)[i % len(steps):] + list(steps)[:i % len(steps)]
+    for name in names:
+      times[name].append(steps[name]())
+    peak = (before + _rate(matmul)) / 2
+    times['matmul'].append(peak)
+    times['fraction'].append(model_flops / times['ours'][-1] / peak)
+    if multi:
+      times['fraction_one_device'].append(model_flops / times['ours_one_device'][-1] / peak)
+    if args.peft:
+      times['torch_matmul'].append(_rate(torch_matmul))
+      times['speedup'].append(times['peft'][-1] / times['ours'][-1])
+      if multi:
+        times['speedup_one_device'].append(times['peft'][-1] / times['ours_one_device'][-1])
+      times['speedup_glibc_default'].append(times['peft_glibc_default'][-1] / times['ours'][-1])
+    print(f'round {i + 1}/{args.steps}: ' + ', '.join(f'{n} {times[n][-1]:.2f} s' for n in steps)
+          + f'; matmul {peak / 1e9:.1f} GFLOP/s', flush=True)
 
   med = {k: statistics.median(v) for k, v in times.items()}
   ours_tps = tokens_per_step / med['ours']
   achieved = model_flops / med['ours']
-  fraction = achieved / med['matmul']
   result = {'device': device.device_kind, 'backend': jax.default_backend(),
             'model': args.size, 'dtype': args.dtype, 'batch': args.batch, 'inputs': args.inputs,
-            'targets': args.targets, 'prompt': args.prompt, 'steps': args.steps,
+            'targets': args.targets, 'prompt': args.prompt, 'rounds': args.steps,
             'model_gflop_per_step': model_flops / 1e9, 'ours_s_per_step': med['ours'],
             'ours_tokens_per_s': ours_tps, 'ours_gflop_per_s': achieved / 1e9,
-            'matmul_gflop_per_s': med['matmul'] / 1e9, 'fraction_of_matmul_peak': fraction}
+            'matmul_gflop_per_s': med['matmul'] / 1e9,
+            'fraction_of_matmul_peak': med['fraction']}
   print(f'model FLOPs per step (forward + activation gradients): {model_flops / 1e9:.0f} GFLOP')
-  print(f'ours: {med["ours"]:.2f} s/step, {ours_tps:.0f} tokens/s, {achieved / 1e9:.1f} GFLOP/s')
-  print(f'large {args.dtype} matmul (jax, n={args.matmul}): {med["matmul"] / 1e9:.1f} GFLOP/s'
+  print(f'ours ({jax.device_count()} {jax.default_backend()} device(s), data parallel): '
+        f'{med["ours"]:.2f} s/step, {ours_tps:.0f} tokens/s, {achieved / 1e9:.1f} GFLOP/s')
+  if multi:
+    one = med['ours_one_device']
+    result.update(ours_one_device_s_per_step=one,
+                  ours_one_device_tokens_per_s=tokens_per_step / one,
+                  fraction_of_matmul_peak_one_device=med['fraction_one_device'])
+    print(f'ours (one device, multi-threaded ops): {one:.2f} s/step, '
+          f'{tokens_per_step / one:.0f} tokens/s, {model_flops / one / 1e9:.1f} GFLOP/s, '
+          f'{med["fraction_one_device"]:.1%} of the matmul peak'
+          + (f', {med["speedup_one_device"]:.2f}x PEFT' if args.peft else ''))
+  print(f'large {args.dtype} matmul (jax, n={args.matmul}, best of one device / all devices): '
+        f'{med["matmul"] / 1e9:.1f} GFLOP/s'
         + (f'; torch fp32: {med["torch_matmul"] / 1e9:.1f} GFLOP/s' if torch_matmul else ''))
   speedup = float('nan')
-  if peft_step:
-    peft_tps = tokens_per_step / med['peft']
-    default_tps = tokens_per_step / med['peft_glibc_default']
-    speedup = ours_tps / peft_tps
-    result.update(peft_s_per_step=med['peft'], peft_tokens_per_s=peft_tps,
+  if args.peft:
+    speedup = med['speedup']
+    result.update(peft_s_per_step=med['peft'], peft_tokens_per_s=tokens_per_step / med['peft'],
                   peft_gflop_per_s=model_flops / med['peft'] / 1e9,
                   peft_glibc_default_s_per_step=med['peft_glibc_default'],
-                  peft_glibc_default_tokens_per_s=default_tps,
+                  peft_glibc_default_tokens_per_s=tokens_per_step / med['peft_glibc_default'],
                   torch_matmul_gflop_per_s=med['torch_matmul'] / 1e9, speedup_vs_peft=speedup,
-                  speedup_vs_peft_glibc_default=ours_tps / default_tps)
+                  speedup_vs_peft_glibc_default=med['speedup_glibc_default'])
     print(f'peft (same process and allocator settings as ours): {med["peft"]:.2f} s/step, '
-          f'{peft_tps:.0f} tokens/s, {model_flops / med["peft"] / 1e9:.1f} GFLOP/s')
+          f'{tokens_per_step / med["peft"]:.0f} tokens/s, '
+          f'{model_flops / med["peft"] / 1e9:.1f} GFLOP/s')
     print(f'peft (glibc default allocator, as PEFT runs on its own): '
-          f'{med["peft_glibc_default"]:.2f} s/step, {default_tps:.0f} tokens/s')
-    print(f'ours / peft tokens/s: {speedup:.2f}x (vs PEFT with glibc defaults: '
-          f'{ours_tps / default_tps:.2f}x)')
-  print(f'ours / matmul peak: {fraction:.1%}')
+          f'{med["peft_glibc_default"]:.2f} s/step, '
+          f'{tokens_per_step / med["peft_glibc_default"]:.0f} tokens/s')
+    print(f'ours / peft tokens/s (median of per-round ratios): {speedup:.2f}x; vs PEFT with glibc '
+          f'defaults: {med["speedup_glibc_default"]:.2f}x')
+  print(f'ours / matmul peak (median of per-round ratios): {med["fraction"]:.1%}')
   if args.profile:
-    by_kind, by_part = _profile(ours)
-    total = sum(v for _, v in by_kind)
-    print(f'where our step spends its time (JAX profiler; {total:.1f} thread-seconds per step):')
-    for (kind, phase), seconds in by_kind:
-      print(f'  {kind:<32} {phase:<9} {seconds:6.2f} s  {seconds / total:6.1%}')
-    print('  by model part:')
-    for part, seconds in by_part:
-      print(f'  {part:<42} {seconds:6.2f} s  {seconds / total:6.1%}')
+    _run_profile(args)
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(result, f, indent=1)
-  print(f'speedup_vs_peft={speedup:.3f} fraction_of_matmul_peak={fraction:.3f}')
+  print(f'speedup_vs_peft={speedup:.3f} fraction_of_matmul_peak={med["fraction"]:.3f}')
   return 0
 
 

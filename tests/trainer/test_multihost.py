@@ -1,4 +1,5 @@
-"""Two `jax.distributed` processes (CPU, gloo, localhost) train the same prompt as one process."""
+"""Two `jax.distributed` processes (CPU, gloo, localhost) train the same prompt as one process
+(which here shards the frozen model over two devices: the `model` mesh axis)."""
 import json
 import socket
 
@@ -23,8 +24,10 @@ def _args(model_dir, extra=()):
 
 
 def test_two_processes_match_one(tmp_path):
+  """Data parallel over 2 processes vs 1 process holding the model sharded over 2 devices."""
   port = _free_port()
-  single = ptj_subprocess(_args(tmp_path / 'single'))
+  single = ptj_subprocess(_args(tmp_path / 'single', ['--gin.ptj.train.model_parallel=2']),
+                          devices=2)
   multi = [ptj_subprocess(_args(tmp_path / 'multi', [
       '--multiprocess', f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
       f'--process_id={i}'])) for i in range(2)]

@@ -85,3 +85,22 @@ def test_export_cli(trained, tmp_path, capsys):
   assert cli.export_main(['--prompt=/nonexistent.npy', f'--out={tmp_path / "x"}']) == 1
   err = capsys.readouterr().err.strip()
   assert err.startswith('ptj export: error:') and 'not found' in err and '\n' not in err
+
+
+def test_trains_from_a_real_t5x_checkpoint(shared_fixtures, spm_model_path, tmp_path, capsys):
+  """google-research/prompt-tuning's tiny T5X checkpoint as the frozen model, T5 vocabulary."""
+  from prompt_transfer_jax import tasks
+  tasks.configure(t5_vocab=str(spm_model_path))
+  try:
+    checkpoint = shared_fixtures / 't5x' / 'test_t5_1_1_tiny' / 'checkpoint_3'
+    code = cli.train_main([
+        '--gin_file=models/t5_1_1_tiny_prompt.gin', '--gin_file=runs/prompt_train.gin',
+        f"--gin.MODEL_DIR='{tmp_path / 'run'}'", "--gin.MIXTURE_OR_TASK_NAME='t5_synth_nli_a'",
+        f"--gin.INITIAL_CHECKPOINT_PATH='{checkpoint}'", '--gin.TRAIN_STEPS=3',
+        '--gin.EVAL_PERIOD=3', '--gin.BATCH_SIZE=4', '--gin.ptj.train.max_eval_examples=8',
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}", '--noprogress'])
+  finally:
+    tasks.settings.reset('t5_vocab')
+  assert code == 0, capsys.readouterr().err
+  assert final_prompt(tmp_path / 'run', 3).shape == (5, 4)        # PROMPT_LENGTH 5, d_model 4
+  assert "INITIAL_CHECKPOINT_PATH = '" in (tmp_path / 'run' / 'config.gin').read_text()
