@@ -10,10 +10,8 @@ three alike; every figure is a median. Printed:
   divided by the large-matmul FLOP/s of the same framework on this machine (its practical peak);
 * with `--profile`, where the time of our step goes (XLA ops by kind, phase and model part).
 
-On CPU, JAX gets one device per core (`--cpu_devices`) and our step runs data parallel over
-them (`ptj train --cpu_devices=N` does the same); the same step on one device with
-multi-threaded ops is timed too. The matmul peak is the better of one n^3 matmul on one device
-and one per device at once. The process keeps freed host memory (`trainer/host_memory.py`, as
+On CPU, `--cpu_devices=N` also times the step data parallel over N JAX CPU devices. The matmul
+peak is the better of one n^3 matmul on one device and one per device at once. The process keeps freed host memory (`trainer/host_memory.py`, as
 `ptj train` does); PEFT runs under the same settings (the `speedup_vs_peft` figure) and, for
 reference, under glibc's defaults, as it runs on its own.
 
@@ -66,9 +64,9 @@ def _args(argv):
                  'on CPU, bfloat16 on an accelerator)')
   p.add_argument('--matmul', type=int, help='size n of the n x n x n matmul that measures the '
                  'peak (default: 2048 on CPU, 8192 on an accelerator)')
-  p.add_argument('--cpu_devices', type=int, default=os.cpu_count(),
-                 help='CPU only: JAX devices (one per core by default); our step runs data '
-                 'parallel over them, and also on one device with multi-threaded ops')
+  p.add_argument('--cpu_devices', type=int, default=1,
+                 help='CPU only: number of JAX devices; above 1 our step runs data parallel over '
+                 'them, and is also timed on one device with multi-threaded ops')
   p.add_argument('--peft', action=argparse.BooleanOptionalAction,
                  help='also run HF PEFT (PyTorch, CPU); default: on CPU only')
   p.add_argument('--profile', action='store_true', help='print where the time of our step goes')
@@ -281,10 +279,8 @@ def _run_profile(args) -> None:
           f'--batch={args.batch}', f'--inputs={args.inputs}', f'--targets={args.targets}',
           f'--prompt={args.prompt}', f'--dtype={args.dtype}']
   flags = os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen=false'
-  one_core = {min(os.sched_getaffinity(0))}      # XLA then runs every op on the traced thread
   sys.stdout.flush()
-  subprocess.run(argv, env=dict(os.environ, XLA_FLAGS=flags.strip()), check=True,
-                 preexec_fn=lambda: os.sched_setaffinity(0, one_core))
+  subprocess.run(argv, env=dict(os.environ, XLA_FLAGS=flags.strip()), check=True)
 
 
 def _config(args):
@@ -301,8 +297,12 @@ def _make_ours(args) -> OurStep:
 
 
 def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if '--profile_only' in argv and hasattr(os, 'sched_setaffinity'):
+    # one core, before XLA starts: it then runs every op on the thread the trace follows
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
   kept = host_memory.keep_freed_memory()    # as `ptj train` does; applies to PEFT (torch) too
-  args = _args(sys.argv[1:] if argv is None else argv)
+  args = _args(argv)
   if args.profile_only:
     _print_profile(_profile(_make_ours(args)))
     return 0
@@ -377,8 +377,9 @@ def main(argv=None) -> int:
             'matmul_gflop_per_s': med['matmul'] / 1e9,
             'fraction_of_matmul_peak': med['fraction']}
   print(f'model FLOPs per step (forward + activation gradients): {model_flops / 1e9:.0f} GFLOP')
-  print(f'ours ({jax.device_count()} {jax.default_backend()} device(s), data parallel): '
-        f'{med["ours"]:.2f} s/step, {ours_tps:.0f} tokens/s, {achieved / 1e9:.1f} GFLOP/s')
+  layout = f' (data parallel over {jax.device_count()} devices)' if jax.device_count() > 1 else ''
+  print(f'ours{layout}: {med["ours"]:.2f} s/step, {ours_tps:.0f} tokens/s, '
+        f'{achieved / 1e9:.1f} GFLOP/s')
   if multi:
     one = med['ours_one_device']
     result.update(ours_one_device_s_per_step=one,

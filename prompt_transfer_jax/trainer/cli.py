@@ -11,8 +11,6 @@
 `--gin_search_paths`, then in the repository's `gin_configs/`), `--gin.NAME=VALUE` is short for
 `--gin_bindings='NAME = VALUE'`. `--multiprocess` calls `jax.distributed.initialize()` (with
 `--coordinator_address`, `--num_processes`, `--process_id` when given; none on Cloud TPU).
-On CPU, `--cpu_devices=N` (N = cores) splits each batch over N devices instead of
-multi-threading every op: ~10% faster for a T5 1.1 small step on 2 cores (bench/).
 Every failure prints one line `ptj <command>: error: ...` and returns a non-zero exit code.
 """
 from __future__ import annotations
@@ -54,9 +52,6 @@ def _gin_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('coordinator_address', None, 'host:port of process 0', flag_values=fv)
   flags.DEFINE_integer('num_processes', None, 'number of processes', flag_values=fv)
   flags.DEFINE_integer('process_id', None, 'index of this process', flag_values=fv)
-  flags.DEFINE_integer('cpu_devices', None, 'CPU only: number of JAX devices, e.g. one per core; '
-                       'the batch is then split over them (data parallel), which on CPU beats '
-                       'multi-threading each op', flag_values=fv)
   flags.DEFINE_bool('progress', True, 'show the live progress line', flag_values=fv)
   flags.DEFINE_enum('log_level', 'error', ['debug', 'info', 'warning', 'error'],
                     'absl / Python logging level', flag_values=fv)
@@ -104,8 +99,6 @@ def _setup(fv: flags.FlagValues) -> None:
   from absl import logging as absl_logging
   absl_logging.set_verbosity(fv.log_level)
   logging.getLogger().setLevel(fv.log_level.upper())
-  if fv.cpu_devices:
-    jax.config.update('jax_num_cpu_devices', fv.cpu_devices)   # before the backend starts
   if fv.multiprocess:
     kwargs = {k: v for k, v in (('coordinator_address', fv.coordinator_address),
                                 ('num_processes', fv.num_processes),
