@@ -11,9 +11,10 @@ three alike; every figure is a median. Printed:
 * with `--profile`, where the time of our step goes (XLA ops by kind, phase and model part).
 
 On CPU, `--cpu_devices=N` also times the step data parallel over N JAX CPU devices. The matmul
-peak is the better of one n^3 matmul on one device and one per device at once. The process keeps freed host memory (`trainer/host_memory.py`, as
-`ptj train` does); PEFT runs under the same settings (the `speedup_vs_peft` figure) and, for
-reference, under glibc's defaults, as it runs on its own.
+peak is the better of one n^3 matmul on one device and one per device at once. The process
+keeps freed host memory (`trainer/host_memory.py`, as `ptj train` does); PEFT runs under the
+same settings (the `speedup_vs_peft` figure) and, for reference, under glibc's defaults, as it
+runs on its own.
 
 On an accelerator the frozen weights and activations are bf16 (`--dtype`), the matmul peak is
 measured in that dtype, and PEFT (PyTorch, CPU) is skipped unless `--peft` is given.

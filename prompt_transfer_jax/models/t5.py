@@ -361,8 +361,9 @@ def init_params(config: T5Config, rng=None, enc_len: int = 8, dec_len: int = 4):
   """Random parameters (boxed with logical axes stripped) for `config`."""
   rng = jax.random.PRNGKey(0) if rng is None else rng
   model = T5(config)
-  variables = model.init(rng, jnp.ones((1, enc_len), jnp.int32), jnp.ones((1, dec_len), jnp.int32))
-  return nn.meta.unbox(variables['params'])
+  init = jax.jit(lambda r: model.init(r, jnp.ones((1, enc_len), jnp.int32),
+                                      jnp.ones((1, dec_len), jnp.int32)))  # one compile, not eager ops
+  return nn.meta.unbox(init(rng)['params'])
 
 
 def abstract_params(config: T5Config):

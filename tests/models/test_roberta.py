@@ -1,8 +1,6 @@
 """Flax RoBERTa prompt layouts against hand-built PyTorch references on transformers' RoBERTa."""
 import functools
-import pathlib
 
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +16,6 @@ from prompt_transfer_jax.models.t5 import FFN_HIDDEN, FFN_PRE_ACTIVATION
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
-GIN_DIR = pathlib.Path(__file__).resolve().parents[2] / 'gin_configs' / 'models'
 TINY = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
             intermediate_size=32, max_position_embeddings=40, layer_norm_eps=1e-5,
             type_vocab_size=1)
@@ -222,31 +219,6 @@ def test_logical_axes_shard_like_t5():
   assert layer['mlp']['wi']['kernel'] == (None, 'model')
   assert layer['mlp']['wo']['kernel'] == ('model', None)
   assert mesh_axes['lm_head']['bias'] == ('model',)
-
-
-def _consume(model=gin.REQUIRED, preset=gin.REQUIRED):
-  return model, preset
-
-
-_consume = gin.external_configurable(_consume, 'consume_roberta_model', module='ptj_test')
-
-
-@pytest.mark.parametrize('size', ['tiny', 'base', 'large'])
-def test_gin_presets_bind_the_backbone(size):
-  gin.clear_config()
-  try:
-    gin.parse_config_files_and_bindings(
-        [str(GIN_DIR / f'roberta_{size}.gin')],
-        ['roberta_backbone.RobertaBackbone.label_token_ids = [33407, 22173]',
-         "roberta.roberta_preset.prompt_layout = 'plain'",
-         'ptj_test.consume_roberta_model.model = %MODEL',
-         'ptj_test.consume_roberta_model.preset = %MODEL_PRESET'], finalize_config=False)
-    backbone, preset = _consume()
-  finally:
-    gin.clear_config()
-  assert preset == f'roberta_{size}'
-  assert backbone.config == roberta_lib.roberta_preset(preset).replace(prompt_layout='plain')
-  assert backbone.label_token_ids == (33407, 22173)
 
 
 def test_released_roberta_large_prompts_fit_the_large_preset(shared_fixtures):

@@ -110,3 +110,31 @@ def test_optimizer_and_loss_options_are_checked():
   updates, _ = tx.update(jnp.full((2, 2), 3.0), tx.init(p), p)
   np.testing.assert_allclose(np.asarray(updates), -1e-2, rtol=1e-3)  # Adam's first step: -lr*sign
   assert isinstance(step_lib.make_optimizer('adafactor', clip_norm=1.0), optax.GradientTransformation)
+
+
+def test_roberta_backbone_trains_its_prompt_only():
+  """The same step drives RoBERTa (label-word loss at the <mask> slot) through the protocol."""
+  from prompt_transfer_jax.trainer import frozen_model
+  model = frozen_model.roberta_model(preset='roberta_tiny',
+                                     config_overrides={'hidden_dropout_prob': 0.0,
+                                                       'attention_probs_dropout_prob': 0.0})
+  backbone = model.for_task(np.array([[100, 0], [200, 0]], np.int32))   # label words 100, 200
+  assert backbone.label_token_ids == (100, 200)
+  mesh = partitioning.make_mesh()
+  shardings = model.shardings(mesh)
+  tx = step_lib.make_optimizer('adamw', learning_rate=0.05)
+  prompt0 = np.random.default_rng(0).normal(0, 0.02, (4, model.embed_dim)).astype(np.float32)
+  state = step_lib.init_state(prompt0, tx)
+  state = place(jax.device_get(state), step_lib.state_shardings(state, mesh))
+  fn = step_lib.jit_train_step(step_lib.make_train_step(backbone, tx, step_lib.LossConfig()),
+                               state, mesh, shardings, partitioning.data_sharding(mesh))
+  tokens = np.full((4, 8), model.pad_id, np.int32)
+  tokens[:, :5] = [[0, 31, 32, 33, 2]] * 4
+  batch = {'encoder_input_tokens': tokens, 'label': np.array([0, 1, 0, 1], np.int32)}
+  params = place(model.params, shardings)
+  losses = []
+  for _ in range(5):
+    state, metrics = fn(state, params, batch)
+    losses.append(float(host(metrics['loss'])))
+  assert np.all(np.isfinite(losses)) and not np.allclose(host(state.prompt), prompt0)
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(host(a), b), params, model.params)

@@ -9,20 +9,24 @@ from prompt_transfer_jax.trainer import cli, export, run_record
 from tests.trainer.conftest import final_prompt, synth_args
 
 
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  """150 steps of prompt tuning (d_model 256 random T5, Adafactor lr 1.0) on synth_sentiment_a."""
-  model_dir = tmp_path_factory.mktemp('train') / 'run'
+def test_train_eval_export_end_to_end(tmp_path, capsys):
+  """150 steps (d_model 256 random T5, Adafactor lr 1.0) on synth_sentiment_a, then the run's
+  files, `ptj eval` of the best prompt and `ptj export`. One test, so that the training run is
+  shared without being repeated on every pytest-xdist worker."""
+  model_dir = tmp_path / 'run'
   args = synth_args(model_dir, 150, tiny=False, eval_period=50, batch_size=32,
                     extra=['--gin.ptj.make_optimizer.learning_rate=1.0',
                            '--gin.ptj.train.log_period=25'])
-  assert cli.train_main(args) == 0
-  with open(model_dir / run_record.METRICS_FILE) as f:
-    return model_dir, json.load(f)
+  assert cli.train_main(args) == 0, capsys.readouterr().err
+  record = json.loads((model_dir / run_record.METRICS_FILE).read_text())
+  _check_learning(record)
+  _check_run_files(model_dir, record)
+  _check_eval_cli(model_dir, record, tmp_path, capsys)
+  _check_export_cli(model_dir, tmp_path, capsys)
 
 
-def test_loss_falls_and_accuracy_rises_above_chance(trained):
-  _, record = trained
+def _check_learning(record):
+  """The loss falls and accuracy rises well above chance; the history is complete."""
   history = record['history']
   assert [h['step'] for h in history] == [0, 50, 100, 150]
   assert history[0]['score'] == pytest.approx(50.0, abs=10)          # two balanced classes
@@ -34,8 +38,7 @@ def test_loss_falls_and_accuracy_rises_above_chance(trained):
   assert elapsed == sorted(elapsed) and all(h['train_s'] <= h['elapsed_s'] for h in history)
 
 
-def test_run_artifacts(trained):
-  model_dir, record = trained
+def _check_run_files(model_dir, record):
   config = (model_dir / 'config.gin').read_text()
   assert 'TRAIN_STEPS = 150' in config and "MIXTURE_OR_TASK_NAME = 'synth_sentiment_a'" in config
   for step in (50, 100, 150):
@@ -55,8 +58,8 @@ def test_run_artifacts(trained):
   assert {'score', 'synth_sentiment_a/accuracy', 'timing/evaluate_seconds'} <= tags['training_eval']
 
 
-def test_eval_cli_reproduces_the_best_score(trained, tmp_path, capsys):
-  model_dir, record = trained
+def _check_eval_cli(model_dir, record, tmp_path, capsys):
+  """`ptj eval` of the best prompt reproduces the best score of the run."""
   out_file = tmp_path / 'eval.json'
   code = cli.eval_main(['--gin_file=models/t5_synth_prompt.gin', '--gin_file=runs/prompt_eval.gin',
                         f"--gin.PROMPT_FILE='{model_dir / run_record.BEST_PROMPT_FILE}'",
@@ -70,8 +73,7 @@ def test_eval_cli_reproduces_the_best_score(trained, tmp_path, capsys):
   assert json.loads(out_file.read_text())['score'] == printed['score']
 
 
-def test_export_cli(trained, tmp_path, capsys):
-  model_dir, _ = trained
+def _check_export_cli(model_dir, tmp_path, capsys):
   assert cli.export_main([f'--prompt={model_dir}', '--format=peft', f'--out={tmp_path / "peft"}']) == 0
   assert cli.export_main([f'--prompt={model_dir}', '--format=numpy', f'--out={tmp_path / "np"}']) == 0
   best = np.load(model_dir / run_record.BEST_PROMPT_FILE)
@@ -98,7 +100,8 @@ def test_trains_from_a_real_t5x_checkpoint(shared_fixtures, spm_model_path, tmp_
         f"--gin.MODEL_DIR='{tmp_path / 'run'}'", "--gin.MIXTURE_OR_TASK_NAME='t5_synth_nli_a'",
         f"--gin.INITIAL_CHECKPOINT_PATH='{checkpoint}'", '--gin.TRAIN_STEPS=3',
         '--gin.EVAL_PERIOD=3', '--gin.BATCH_SIZE=4', '--gin.ptj.train.max_eval_examples=8',
-        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}", '--noprogress'])
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}", '--gin.DROPOUT_RATE=0.0',
+        '--noprogress'])
   finally:
     tasks.settings.reset('t5_vocab')
   assert code == 0, capsys.readouterr().err
