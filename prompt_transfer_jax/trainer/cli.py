@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import pathlib
 import re
 import sys
 from typing import Callable, Optional, Sequence
@@ -28,7 +27,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 from absl import flags  # noqa: E402
 
-GIN_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'gin_configs'
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
 
@@ -106,48 +104,16 @@ def _setup(fv: flags.FlagValues) -> None:
     jax.distributed.initialize(**kwargs)
   with _quiet_stderr():
     import seqio
-    import prompt_transfer_jax.tasks  # noqa: F401  (registers tasks; TensorFlow)
-    from prompt_transfer_jax.trainer import evaluator, frozen_model, prompt_init, step, train  # noqa: F401
-  import gin
-  _register_constants()
+    from prompt_transfer_jax.trainer import runs
+    runs.register_configurables()
   if fv.tfds_data_dir:
     seqio.set_tfds_data_dir_override(fv.tfds_data_dir)
-  gin.clear_config()
-  search = [os.path.abspath(p) for p in fv.gin_search_paths] + [str(GIN_CONFIGS), os.getcwd()]
-  for path in search:
-    if path not in _SEARCH_PATHS:
-      gin.add_config_file_search_path(path)
-      _SEARCH_PATHS.add(path)
-  files = [_find_gin_file(path, search) for path in fv.gin_file]
-  logging.disable(logging.CRITICAL)  # gin logs every search-path miss of an `include`
   try:
-    gin.parse_config_files_and_bindings(files, list(fv.gin_bindings), finalize_config=False)
+    runs.parse_gin(fv.gin_file, fv.gin_bindings, fv.gin_search_paths)
+  except FileNotFoundError:
+    raise
   except Exception as e:  # noqa: BLE001  (gin raises SyntaxError, ValueError, TokenError, ...)
     raise UsageError(f'bad gin configuration: {_one_line(e)}') from None
-  finally:
-    logging.disable(logging.NOTSET)
-
-
-_SEARCH_PATHS: set[str] = set()
-_CONSTANTS: dict = {}
-
-
-def _register_constants() -> None:
-  """Values gin files may name: `%ptj.SYNTH_VOCAB_SIZE` (the synthetic tasks' vocabulary)."""
-  import gin
-  from prompt_transfer_jax.tasks import SYNTH_VOCAB_SIZE
-  if not _CONSTANTS:
-    _CONSTANTS['ptj.SYNTH_VOCAB_SIZE'] = SYNTH_VOCAB_SIZE
-    for name, value in _CONSTANTS.items():
-      gin.constant(name, value)
-
-
-def _find_gin_file(path: str, search: Sequence[str]) -> str:
-  candidates = [path] if os.path.isabs(path) else [os.path.join(d, path) for d in search]
-  for candidate in candidates:
-    if os.path.isfile(candidate):
-      return candidate
-  raise FileNotFoundError(f'gin file not found: {path} (searched {", ".join(search)})')
 
 
 def _run(prog: str, argv: Sequence[str], doc: str, define: Callable[[flags.FlagValues], None],
