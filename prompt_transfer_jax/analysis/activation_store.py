@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from prompt_transfer_jax.analysis.files import atomic_path
+from prompt_transfer_jax.files import atomic_path
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from prompt_transfer_jax.analysis import indicators as ind
-from prompt_transfer_jax.analysis.files import read_prompt, save_npy, write_json
+from prompt_transfer_jax.files import read_prompt, save_npy, write_json
 from prompt_transfer_jax.analysis.recommend import rank
 
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]*$')

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from prompt_transfer_jax.analysis.files import atomic_path, read_prompt, read_prompt_dir, write_json
+from prompt_transfer_jax.files import atomic_path, read_prompt, read_prompt_dir, write_json
 from prompt_transfer_jax.analysis.indicators import INDICATORS
 
 _ERRORS = (ValueError, KeyError, FileNotFoundError, OSError)

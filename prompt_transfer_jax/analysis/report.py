@@ -17,7 +17,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from prompt_transfer_jax.analysis.files import atomic_path  # noqa: E402
+from prompt_transfer_jax.files import atomic_path  # noqa: E402
 from prompt_transfer_jax.analysis.indicators import INDICATORS  # noqa: E402
 from prompt_transfer_jax.analysis.spearman import relative_transfer  # noqa: E402
 

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import stats
 
-from prompt_transfer_jax.analysis.files import write_json
+from prompt_transfer_jax.files import write_json
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,13 +6,14 @@ axes are `('prompt', 'prompt_embed')`, both replicated, as in google-research/pr
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+
+from prompt_transfer_jax import files
 
 PROMPT_AXES = ('prompt', 'prompt_embed')
 # Name of the prompt parameter in T5X / prompt-tuning checkpoints and numpy_checkpoints.
@@ -104,33 +105,10 @@ def init_prompt(init: Initializer, length: int, embed_dim: int, seed: int = 0) -
 
 
 def load_prompt(path: str, shape: Optional[tuple] = None) -> np.ndarray:
-  """Reads a `.npy` prompt (any path tf.io.gfile understands) without unpickling."""
-  opener = _gfile_open if '://' in path else open
-  try:
-    with opener(path, 'rb') as f:
-      value = np.load(f, allow_pickle=False)
-  except FileNotFoundError:
-    raise FileNotFoundError(f'prompt file not found: {path}') from None
-  except ValueError as e:
-    raise ValueError(f'{path}: not a readable .npy prompt ({e})') from None
-  if value.ndim != 2:
-    raise ValueError(f'{path}: a prompt must be 2-D [P, E], got shape {value.shape}')
-  if shape is not None and tuple(value.shape) != tuple(shape):
-    raise ValueError(f'{path}: prompt has shape {tuple(value.shape)}, expected {tuple(shape)}')
-  return value.astype(np.float32)
+  """Reads a `.npy` prompt (local or gs://) without unpickling; see `files.read_prompt`."""
+  return files.read_prompt(path, shape)
 
 
 def save_prompt(path: str, prompt) -> None:
   """Writes a float32 `.npy` atomically (temp name, then rename)."""
-  value = np.asarray(prompt, np.float32)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    np.save(f, value, allow_pickle=False)
-  os.replace(tmp, path)
-
-
-def _gfile_open(path, mode):
-  import tensorflow as tf  # only for remote paths (gs://)
-  return tf.io.gfile.GFile(path, mode)
+  files.save_prompt(path, prompt)

@@ -56,7 +56,7 @@ def _json_arg(text: Optional[str], flag: str) -> Optional[dict]:
 
 
 def _zero_shot(args) -> int:
-  from prompt_transfer_jax.analysis.files import read_prompt_dir
+  from prompt_transfer_jax.files import read_prompt_dir
   from prompt_transfer_jax.transfer import zero_shot
   sources, prompts = read_prompt_dir(args.prompts, _names(args.sources))
   targets = _names(args.targets) or sources
@@ -86,7 +86,7 @@ def _zero_shot(args) -> int:
 
 
 def _speedup(args) -> int:
-  from prompt_transfer_jax.analysis.files import write_json
+  from prompt_transfer_jax.files import write_json
   from prompt_transfer_jax.transfer import speedup
   result = speedup.compare_runs(speedup.load_history(args.baseline),
                                 speedup.load_history(args.transfer), args.tol, args.fraction,

@@ -31,7 +31,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from prompt_transfer_jax.analysis.files import write_json
+from prompt_transfer_jax.files import write_json
 
 MODEL_SIZES = {
     'demo': {'emb_dim': 256, 'num_heads': 4, 'head_dim': 64, 'mlp_dim': 512},   # the demo's

@@ -28,7 +28,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from prompt_transfer_jax import partitioning
-from prompt_transfer_jax.analysis.files import write_json
+from prompt_transfer_jax.files import write_json
 from prompt_transfer_jax.trainer import data as data_lib
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
 from prompt_transfer_jax.trainer.placement import host, place

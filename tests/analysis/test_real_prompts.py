@@ -4,7 +4,7 @@ import pytest
 from scipy.spatial import distance
 
 from prompt_transfer_jax.analysis import indicators as ind
-from prompt_transfer_jax.analysis.files import read_prompt_dir
+from prompt_transfer_jax.files import read_prompt_dir
 
 
 @pytest.fixture
