@@ -1,9 +1,15 @@
-"""`ptj`: one entry point, one sub-command per concern; each imports only what it needs."""
+"""`ptj`: one entry point, one sub-command per concern; each imports only what it needs.
+
+Every sub-command runs through `prompt_transfer_jax.command`: absl flags (`--snake_case`,
+`--gin_file`, `--gin.NAME=VALUE`), exit 2 for usage or bad input, 1 for other failures,
+`--log_level=debug` (or `PTJ_DEBUG=1`) for the traceback.
+"""
 from __future__ import annotations
 
 import importlib
-import os
 import sys
+
+from prompt_transfer_jax import command
 
 # sub-command -> (module, function, one-line help). Each function takes argv (without the
 # sub-command name) and returns an exit code.
@@ -33,11 +39,12 @@ def main(argv=None) -> int:
     return 0
   name, rest = argv[0], argv[1:]
   if name not in COMMANDS:
-    print(f"ptj: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
-    return 2
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before any TensorFlow import
+    return command.fail('ptj', command.UsageError(
+        f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}"))
   module, func, _ = COMMANDS[name]
-  return int(getattr(importlib.import_module(module), func)(rest) or 0)
+  with command.quiet_stderr():   # TensorFlow / XLA start-up chatter on fd 2
+    entry = getattr(importlib.import_module(module), func)
+  return int(entry(rest) or 0)
 
 
 if __name__ == '__main__':

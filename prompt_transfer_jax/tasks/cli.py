@@ -1,34 +1,42 @@
-"""`ptj tasks list | show NAME | preview NAME [--n 3]`: what is registered, and what it yields."""
+"""`ptj tasks list | show NAME | preview NAME [--n=3]`: what is registered, and what it yields."""
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
 import seqio
+from absl import flags
 
+from prompt_transfer_jax import command
 from prompt_transfer_jax import tasks
 from prompt_transfer_jax.tasks import sources
 from prompt_transfer_jax.tasks import vocabularies
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog='ptj tasks', description=__doc__)
-  sub = parser.add_subparsers(dest='command', required=True)
-  lst = sub.add_parser('list', help='every registered task: type, metric, label words, source, splits')
-  lst.add_argument('--family', choices=vocabularies.FAMILIES, help='only this backbone family')
-  lst.add_argument('--mixtures', action='store_true', help='list the mixtures instead')
-  show = sub.add_parser('show', help='everything about one task or mixture')
-  show.add_argument('name')
-  preview = sub.add_parser('preview', help='print preprocessed examples of a task')
-  preview.add_argument('name')
-  preview.add_argument('--n', type=int, default=3, help='number of examples (default 3)')
-  preview.add_argument('--split', default='validation', help='split (default validation)')
-  for p in (show, preview):
-    p.add_argument('--data-dir', help='local data dir (else $PTJ_DATA_DIR, default ./data)')
-    p.add_argument('--t5-vocab', help='T5 SentencePiece model (else $PTJ_T5_VOCAB)')
-    p.add_argument('--roberta-tokenizer', help='RoBERTa tokenizer dir (else $PTJ_ROBERTA_TOKENIZER)')
-  return parser
+def _list_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_enum('family', None, list(vocabularies.FAMILIES), 'only this backbone family',
+                    flag_values=fv)
+  flags.DEFINE_bool('mixtures', False, 'list the mixtures instead', flag_values=fv)
+
+
+def _data_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string('data_dir', None, 'local data dir (else $PTJ_DATA_DIR, default ./data)',
+                      flag_values=fv)
+  flags.DEFINE_string('t5_vocab', None, 'T5 SentencePiece model (else $PTJ_T5_VOCAB)',
+                      flag_values=fv)
+  flags.DEFINE_string('roberta_tokenizer', None,
+                      'RoBERTa tokenizer dir (else $PTJ_ROBERTA_TOKENIZER)', flag_values=fv)
+
+
+def _preview_flags(fv: flags.FlagValues) -> None:
+  _data_flags(fv)
+  flags.DEFINE_integer('n', 3, 'number of examples', lower_bound=1, flag_values=fv)
+  flags.DEFINE_string('split', 'validation', 'split', flag_values=fv)
+
+
+def _configure(fv) -> None:
+  tasks.configure(data_dir=fv.data_dir, t5_vocab=fv.t5_vocab,
+                  roberta_tokenizer=fv.roberta_tokenizer)
 
 
 def _splits(info) -> str:
@@ -37,14 +45,14 @@ def _splits(info) -> str:
                   if not ours.startswith('heldout_')) + ' +heldout'
 
 
-def _list(args) -> int:
-  if args.mixtures:
+def _list(fv) -> int:
+  if fv.mixtures:
     for name in tasks.mixture_names():
-      if args.family is None or name.startswith(f'{args.family}_'):
+      if fv.family is None or name.startswith(f'{fv.family}_'):
         print(f'{name:<28} {", ".join(tasks.mixture_tasks(name))}')
     return 0
   rows = [('NAME', 'TYPE', 'METRIC', 'LABEL WORDS', 'SOURCE', 'SPLITS')]
-  for name in tasks.task_names(args.family):
+  for name in tasks.task_names(fv.family):
     info = tasks.get_task_info(name)
     rows.append((name, info.task_type, info.metric, '/'.join(info.label_words or ('-',)),
                  info.source, _splits(info)))
@@ -57,11 +65,12 @@ def _list(args) -> int:
   return 0
 
 
-def _show(args) -> int:
-  if args.name in tasks.mixture_names():
-    print(f'mixture {args.name}: {", ".join(tasks.mixture_tasks(args.name))}')
+def _show(fv, name: str) -> int:
+  _configure(fv)
+  if name in tasks.mixture_names():
+    print(f'mixture {name}: {", ".join(tasks.mixture_tasks(name))}')
     return 0
-  info = tasks.get_task_info(args.name)
+  info = tasks.get_task_info(name)
   for field in ('name', 'key', 'family', 'task_type', 'layout', 'metric', 'label_words',
                 'target_length', 'input_length', 'is_classification', 'source'):
     print(f'{field:<18} {getattr(info, field)}')
@@ -77,13 +86,14 @@ def _show(args) -> int:
   return 0
 
 
-def _preview(args) -> int:
-  info = tasks.get_task_info(args.name)
-  task = seqio.get_mixture_or_task(args.name)
+def _preview(fv, name: str) -> int:
+  _configure(fv)
+  info = tasks.get_task_info(name)
+  task = seqio.get_mixture_or_task(name)
   lengths = {'inputs': info.input_length, 'targets': info.target_length}
-  ds = task.get_dataset(lengths, split=args.split, shuffle=False).take(args.n)
+  ds = task.get_dataset(lengths, split=fv.split, shuffle=False).take(fv.n)
   for i, ex in enumerate(ds.as_numpy_iterator()):
-    print(f'--- {args.name} [{args.split}] example {i}')
+    print(f'--- {name} [{fv.split}] example {i}')
     for key in sorted(ex):
       value = ex[key]
       if isinstance(value, bytes):
@@ -94,20 +104,15 @@ def _preview(args) -> int:
   return 0
 
 
+COMMANDS = (
+    command.Command('list', 'every registered task: type, metric, label words, source, splits',
+                    _list_flags, _list),
+    command.Command('show', 'everything about one task or mixture', _data_flags, _show, ('name',)),
+    command.Command('preview', 'print preprocessed examples of a task', _preview_flags, _preview,
+                    ('name',)),
+)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  try:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-  except SystemExit as e:  # --help or a usage error (already printed by argparse)
-    return int(e.code or 0)
-  try:
-    if args.command == 'list':
-      return _list(args)
-    tasks.configure(data_dir=args.data_dir, t5_vocab=args.t5_vocab,
-                    roberta_tokenizer=args.roberta_tokenizer)
-    if args.command == 'show':
-      return _show(args)
-    return _preview(args)
-  except Exception as e:  # noqa: BLE001 - report any failure as one line, exit non-zero
-    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    print(f'ptj tasks {args.command}: {first_line}', file=sys.stderr)
-    return 2 if isinstance(e, ValueError) and 'unknown' in first_line else 1
+  return command.run_group('ptj tasks', list(sys.argv[1:] if argv is None else argv), __doc__,
+                           COMMANDS)

@@ -11,86 +11,23 @@
 `--gin_search_paths`, then in the repository's `gin_configs/`), `--gin.NAME=VALUE` is short for
 `--gin_bindings='NAME = VALUE'`. `--multiprocess` calls `jax.distributed.initialize()` (with
 `--coordinator_address`, `--num_processes`, `--process_id` when given; none on Cloud TPU).
-Every failure prints one line `ptj <command>: error: ...` and returns a non-zero exit code.
+Errors and exit codes follow `prompt_transfer_jax.command` (2 bad input, 1 failure).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
-import sys
-from typing import Callable, Optional, Sequence
+from typing import Sequence
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-EXIT_ERROR, EXIT_USAGE = 1, 2
-
-
-class UsageError(ValueError):
-  pass
-
-
-def _one_line(error: BaseException) -> str:
-  text = re.sub(r"\s*In call to configurable '[^']*' \(<[^>]*>\)", '', str(error))
-  return ' '.join(text.split()) or type(error).__name__
-
-
-def _gin_flags(fv: flags.FlagValues) -> None:
-  flags.DEFINE_multi_string('gin_file', [], 'gin file(s), applied in order', flag_values=fv)
-  flags.DEFINE_multi_string('gin_bindings', [], "gin bindings, e.g. 'BATCH_SIZE = 16'",
-                            flag_values=fv)
-  flags.DEFINE_list('gin_search_paths', [], 'directories searched for relative --gin_file paths',
-                    flag_values=fv)
-  flags.DEFINE_string('tfds_data_dir', None, 'TFDS data directory override', flag_values=fv)
-  flags.DEFINE_bool('multiprocess', False, 'call jax.distributed.initialize()', flag_values=fv)
-  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0', flag_values=fv)
-  flags.DEFINE_integer('num_processes', None, 'number of processes', flag_values=fv)
-  flags.DEFINE_integer('process_id', None, 'index of this process', flag_values=fv)
-  flags.DEFINE_bool('progress', True, 'show the live progress line', flag_values=fv)
-  flags.DEFINE_enum('log_level', 'error', ['debug', 'info', 'warning', 'error'],
-                    'absl / Python logging level', flag_values=fv)
-
-
-def _parse(fv: flags.FlagValues, prog: str, argv: Sequence[str]) -> None:
-  """absl parsing with T5X's `--gin.NAME=VALUE` shorthand; unknown flags are usage errors."""
-  args = []
-  for arg in argv:
-    if arg.startswith('--gin.'):
-      name, sep, value = arg[len('--gin.'):].partition('=')
-      if not sep or not name:
-        raise UsageError(f'malformed gin flag {arg!r}; use --gin.NAME=VALUE')
-      arg = f'--gin_bindings={name} = {value}'
-    args.append(arg)
-  try:
-    rest = fv([prog] + args)
-  except flags.Error as e:
-    raise UsageError(_one_line(e)) from None
-  if len(rest) > 1:
-    raise UsageError(f'unexpected arguments: {" ".join(rest[1:])}')
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-  """Silences C++ start-up chatter (TensorFlow, XLA) written to fd 2 while heavy modules import."""
-  sys.stderr.flush()
-  saved = os.dup(2)
-  devnull = os.open(os.devnull, os.O_WRONLY)
-  os.dup2(devnull, 2)
-  try:
-    yield
-  finally:
-    sys.stderr.flush()
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(devnull)
+from prompt_transfer_jax import command
+from prompt_transfer_jax.command import UsageError
 
 
 def _setup(fv: flags.FlagValues) -> None:
-  """Host memory settings, multi-host initialisation, imports (gin registration), gin parsing."""
+  """Host memory settings, logging, multi-host initialisation, gin registration and parsing."""
   from prompt_transfer_jax.trainer import host_memory
   host_memory.keep_freed_memory()
   import jax
@@ -102,7 +39,7 @@ def _setup(fv: flags.FlagValues) -> None:
                                 ('num_processes', fv.num_processes),
                                 ('process_id', fv.process_id)) if v is not None}
     jax.distributed.initialize(**kwargs)
-  with _quiet_stderr():
+  with command.quiet_stderr():
     import seqio
     from prompt_transfer_jax.trainer import runs
     runs.register_configurables()
@@ -113,33 +50,7 @@ def _setup(fv: flags.FlagValues) -> None:
   except FileNotFoundError:
     raise
   except Exception as e:  # noqa: BLE001  (gin raises SyntaxError, ValueError, TokenError, ...)
-    raise UsageError(f'bad gin configuration: {_one_line(e)}') from None
-
-
-def _run(prog: str, argv: Sequence[str], doc: str, define: Callable[[flags.FlagValues], None],
-         body: Callable[[flags.FlagValues], Optional[int]]) -> int:
-  fv = flags.FlagValues()
-  define(fv)
-  if any(a in ('-h', '--help', '--helpfull') for a in argv):
-    print(f'usage: {prog} [flags]\n\n{doc.strip()}\n\nflags:')
-    for name in sorted(fv):
-      print(f'  --{name}: {fv[name].help}')
-    return 0
-  try:
-    _parse(fv, prog, argv)
-    return int(body(fv) or 0)
-  except UsageError as e:
-    print(f'{prog}: error: {e}', file=sys.stderr)
-    return EXIT_USAGE
-  except KeyboardInterrupt:
-    print(f'{prog}: interrupted', file=sys.stderr)
-    return 130
-  except Exception as e:  # noqa: BLE001  (one line for the user; the traceback is noise here)
-    print(f'{prog}: error: {_one_line(e)}', file=sys.stderr)
-    return EXIT_ERROR
-  finally:
-    if 'gin' in sys.modules:  # bindings of this run must not leak into a later in-process call
-      sys.modules['gin'].clear_config()
+    raise UsageError(f'bad gin configuration: {command.one_line(e)}') from None
 
 
 def _gin_call(fn):
@@ -148,7 +59,7 @@ def _gin_call(fn):
     return fn()
   except TypeError as e:
     if 'No values supplied by Gin' in str(e) or 'Required bindings' in str(e):
-      raise UsageError(f'missing gin setting: {_one_line(e)}') from None
+      raise UsageError(f'missing gin setting: {command.one_line(e)}') from None
     raise
 
 
@@ -165,7 +76,7 @@ def train_main(argv: Sequence[str]) -> int:
                                                 'best_score')}))
     return 0
 
-  return _run('ptj train', argv, train_main.__doc__, _gin_flags, body)
+  return command.run('ptj train', argv, train_main.__doc__, command.gin_flags, body)
 
 
 def eval_main(argv: Sequence[str]) -> int:
@@ -180,7 +91,7 @@ def eval_main(argv: Sequence[str]) -> int:
       print(json.dumps(result))
     return 0
 
-  return _run('ptj eval', argv, eval_main.__doc__, _gin_flags, body)
+  return command.run('ptj eval', argv, eval_main.__doc__, command.gin_flags, body)
 
 
 def _export_flags(fv: flags.FlagValues) -> None:
@@ -196,6 +107,7 @@ def _export_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_integer('num_attention_heads', None, 'PEFT: attention heads (metadata)',
                        flag_values=fv)
+  command.require(fv, 'prompt', 'out')
 
 
 def export_main(argv: Sequence[str]) -> int:
@@ -204,8 +116,6 @@ def export_main(argv: Sequence[str]) -> int:
   def body(fv):
     from prompt_transfer_jax.models import prompt as prompt_lib
     from prompt_transfer_jax.trainer import export, run_record
-    if not fv.prompt or not fv.out:
-      raise UsageError('--prompt and --out are required')
     path = fv.prompt
     if os.path.isdir(path):
       path = os.path.join(path, run_record.BEST_PROMPT_FILE)
@@ -218,4 +128,4 @@ def export_main(argv: Sequence[str]) -> int:
     print(out)
     return 0
 
-  return _run('ptj export', argv, export_main.__doc__, _export_flags, body)
+  return command.run('ptj export', argv, export_main.__doc__, _export_flags, body)

@@ -1,24 +1,26 @@
 """`ptj transfer zero-shot | speedup | study`: cross-task transfer of prompts (paper section 3).
 
-    ptj transfer zero-shot --prompts PROMPT_DIR --model CHECKPOINT --out transfer.json
-    ptj transfer speedup --baseline RUN_DIR --transfer TPT_RUN_DIR
-    ptj transfer study --out study_out
+    ptj transfer zero-shot --prompts=PROMPT_DIR --model=CHECKPOINT --out=transfer.json
+    ptj transfer speedup --baseline=RUN_DIR --transfer=TPT_RUN_DIR
+    ptj transfer study --out=study_out
 
 `zero-shot` scores every `NAME.npy` of PROMPT_DIR on every target task (default: the prompt
 names) and writes the matrix `ptj analyze indicators --transfer` reads. `speedup` compares a
 prompt-tuning run from the default initialization with one started from a source prompt
 (`ptj train ... --gin_file=prompts/from_file.gin --gin.PROMPT_FILE="'SOURCE.npy'"`).
-`study` runs the synthetic transfer study end to end. Errors print one line and exit 1.
+`study` runs the synthetic transfer study end to end. Errors and exit codes follow
+`prompt_transfer_jax.command` (2 bad input, 1 failure).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from typing import Optional, Sequence
 
-_ERRORS = (ValueError, KeyError, FileNotFoundError, OSError, RuntimeError)
+from absl import flags
+
+from prompt_transfer_jax import command
 
 
 def _names(text: Optional[str]) -> Optional[list]:
@@ -55,43 +57,43 @@ def _json_arg(text: Optional[str], flag: str) -> Optional[dict]:
   return value
 
 
-def _zero_shot(args) -> int:
+def _zero_shot(fv) -> int:
   from prompt_transfer_jax.files import read_prompt_dir
   from prompt_transfer_jax.transfer import zero_shot
-  sources, prompts = read_prompt_dir(args.prompts, _names(args.sources))
-  targets = _names(args.targets) or sources
+  sources, prompts = read_prompt_dir(fv.prompts, _names(fv.sources))
+  targets = _names(fv.targets) or sources
   if sorted(targets) == sorted(sources):     # same set: columns in target order (square file)
     order = [sources.index(t) for t in targets]
     sources, prompts = targets, prompts[order]
   lengths = None
-  if args.inputs_length or args.targets_length:
+  if fv.inputs_length or fv.targets_length:
     default = zero_shot.default_lengths(targets)
-    lengths = {'inputs': args.inputs_length or default['inputs'],
-               'targets': args.targets_length or default['targets']}
-  model = load_frozen_model(args.model, args.family, args.config,
-                            _json_arg(args.config_overrides, '--config-overrides'),
-                            args.frozen_dtype)
+    lengths = {'inputs': fv.inputs_length or default['inputs'],
+               'targets': fv.targets_length or default['targets']}
+  model = load_frozen_model(fv.model, fv.family, fv.config,
+                            _json_arg(fv.config_overrides, '--config_overrides'),
+                            fv.frozen_dtype)
   result = zero_shot.zero_shot_matrix(
-      model, prompts, sources, targets, lengths, args.batch_size, args.prompt_chunk, args.split,
-      args.max_examples, None if args.baseline == 'none' else args.baseline, args.baseline_seed,
-      args.model_parallel, progress=True)
-  result.save(args.out)
+      model, prompts, sources, targets, lengths, fv.batch_size, fv.prompt_chunk, fv.split,
+      fv.max_examples, None if fv.baseline == 'none' else fv.baseline, fv.baseline_seed,
+      fv.model_parallel, progress=True)
+  result.save(fv.out)
   width = max(len(t) for t in targets)
   print(f'zero-shot scores (rows = targets, columns = sources {", ".join(sources)}):')
   for i, t in enumerate(targets):
     base = f'  random {result.baseline["scores"][i]:6.1f}' if result.baseline else ''
     print(f'  {t:<{width}} ' + ' '.join(f'{v:6.1f}' for v in result.matrix[i]) + base)
-  print(f'wrote {args.out} ({result.seconds:.0f} s)')
+  print(f'wrote {fv.out} ({result.seconds:.0f} s)')
   return 0
 
 
-def _speedup(args) -> int:
+def _speedup(fv) -> int:
   from prompt_transfer_jax.files import write_json
   from prompt_transfer_jax.transfer import speedup
-  result = speedup.compare_runs(speedup.load_history(args.baseline),
-                                speedup.load_history(args.transfer), args.tol, args.fraction,
-                                args.time_key)
-  result.update(baseline=os.path.abspath(args.baseline), transfer=os.path.abspath(args.transfer))
+  result = speedup.compare_runs(speedup.load_history(fv.baseline),
+                                speedup.load_history(fv.transfer), fv.tol, fv.fraction,
+                                fv.time_key)
+  result.update(baseline=os.path.abspath(fv.baseline), transfer=os.path.abspath(fv.transfer))
   for kind in ('convergence', 'comparable_result'):
     s = result[kind]
     steps = s['steps_speedup']
@@ -101,86 +103,108 @@ def _speedup(args) -> int:
           f'wall time {"N/A" if s["time_speedup"] is None else s["time_speedup"]}')
   print(f'best score: baseline {result["baseline_best"]:.2f}, transfer '
         f'{result["transfer_best"]:.2f} (transfer run started at {result["transfer_start"]:.2f})')
-  if args.out:
-    write_json(args.out, result)
-    print(f'wrote {args.out}')
+  if fv.out:
+    write_json(fv.out, result)
+    print(f'wrote {fv.out}')
   return 0
 
 
-def _study(args) -> int:
+def _study(fv) -> int:
   from prompt_transfer_jax.transfer import study
-  result = study.run_study(args.out, _names(args.tasks), args.steps, args.eval_period,
-                           args.batch_size, args.prompt_length, args.model_size, args.tpt,
-                           args.baseline, args.bootstrap)
+  result = study.run_study(fv.out, _names(fv.tasks), fv.steps, fv.eval_period,
+                           fv.batch_size, fv.prompt_length, fv.model_size, fv.tpt,
+                           fv.baseline, fv.bootstrap)
   print()
   print(study.summary(result))
   print(f'\ndone in {result["seconds"]:.0f} s; study.json, indicators.json and report/ in '
-        f'{args.out}')
+        f'{fv.out}')
   return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog='ptj transfer', description=__doc__.splitlines()[0])
-  sub = parser.add_subparsers(dest='command', required=True)
+def _zero_shot_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string('prompts', None, 'directory of NAME.npy source prompts', flag_values=fv)
+  flags.DEFINE_string('sources', None, 'comma-separated prompt names (default: all in --prompts)',
+                      flag_values=fv)
+  flags.DEFINE_string('targets', None, 'comma-separated target tasks (default: the source names)',
+                      flag_values=fv)
+  flags.DEFINE_string('model', None, 'checkpoint (T5X / Orbax / HF directory) or preset name '
+                      '(random weights)', flag_values=fv)
+  flags.DEFINE_enum('family', 't5', ['t5', 'roberta'], 'backbone family', flag_values=fv)
+  flags.DEFINE_string('config', None, 'preset the checkpoint is checked against (default: '
+                      'inferred)', flag_values=fv)
+  flags.DEFINE_string('config_overrides', None, 'JSON object of config fields to replace',
+                      flag_values=fv)
+  flags.DEFINE_string('frozen_dtype', None, "e.g. 'bfloat16' for the frozen weights",
+                      flag_values=fv)
+  flags.DEFINE_integer('inputs_length', None, 'default: the largest of the targets',
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer('targets_length', None, 'default: the largest of the targets',
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer('batch_size', 32, 'examples per jitted call', lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer('prompt_chunk', 8, 'prompts per jitted call', lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_string('split', 'validation', 'split of the target tasks', flag_values=fv)
+  flags.DEFINE_integer('max_examples', None, 'cap per target (default: every example)',
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_enum('baseline', 'uniform', ['uniform', 'zeros', 'none'],
+                    'random-prompt baseline column: U[0,1) (the 1.0 code), zeros, or none',
+                    flag_values=fv)
+  flags.DEFINE_integer('baseline_seed', 0, 'seed of the random-prompt baseline', flag_values=fv)
+  flags.DEFINE_integer('model_parallel', 1, 'model-parallel mesh axis size', lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_string('out', None, 'output JSON', flag_values=fv)
+  command.require(fv, 'prompts', 'model', 'out')
 
-  p = sub.add_parser('zero-shot', help='score source prompts on target tasks (nothing trained)')
-  p.add_argument('--prompts', required=True, help='directory of NAME.npy source prompts')
-  p.add_argument('--sources', help='comma-separated prompt names (default: all in --prompts)')
-  p.add_argument('--targets', help='comma-separated target tasks (default: the source names)')
-  p.add_argument('--model', required=True,
-                 help='checkpoint (T5X / Orbax / HF directory) or preset name (random weights)')
-  p.add_argument('--family', default='t5', choices=('t5', 'roberta'))
-  p.add_argument('--config', help='preset the checkpoint is checked against (default: inferred)')
-  p.add_argument('--config-overrides', help='JSON object of config fields to replace')
-  p.add_argument('--frozen-dtype', help="e.g. 'bfloat16' for the frozen weights")
-  p.add_argument('--inputs-length', type=int, help='default: the largest of the targets')
-  p.add_argument('--targets-length', type=int, help='default: the largest of the targets')
-  p.add_argument('--batch-size', type=int, default=32, help='examples per jitted call')
-  p.add_argument('--prompt-chunk', type=int, default=8, help='prompts per jitted call')
-  p.add_argument('--split', default='validation')
-  p.add_argument('--max-examples', type=int, help='cap per target (default: every example)')
-  p.add_argument('--baseline', default='uniform', choices=('uniform', 'zeros', 'none'),
-                 help='random-prompt baseline column: U[0,1) (the 1.0 code), zeros, or none')
-  p.add_argument('--baseline-seed', type=int, default=0)
-  p.add_argument('--model-parallel', type=int, default=1)
-  p.add_argument('--out', required=True, help='output JSON')
-  p.set_defaults(fn=_zero_shot)
 
-  p = sub.add_parser('speedup', help='TPT speedups of a transfer run over a baseline run')
-  p.add_argument('--baseline', required=True, help='run directory (or metrics.json), default init')
-  p.add_argument('--transfer', required=True, help='run directory (or metrics.json), source init')
-  p.add_argument('--tol', type=float, default=0.0,
-                 help='convergence point: first step within TOL points of the run\'s own best')
-  p.add_argument('--fraction', type=float, default=1.0,
-                 help='comparable result: FRACTION x the baseline\'s best score (default 1.0)')
-  p.add_argument('--time-key', default='train_s', choices=('train_s', 'elapsed_s'))
-  p.add_argument('--out', help='output JSON')
-  p.set_defaults(fn=_speedup)
+def _speedup_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string('baseline', None, 'run directory (or metrics.json), default init',
+                      flag_values=fv)
+  flags.DEFINE_string('transfer', None, 'run directory (or metrics.json), source init',
+                      flag_values=fv)
+  flags.DEFINE_float('tol', 0.0, "convergence point: first step within TOL points of the run's "
+                     'own best', flag_values=fv)
+  flags.DEFINE_float('fraction', 1.0, "comparable result: FRACTION x the baseline's best score",
+                     flag_values=fv)
+  flags.DEFINE_enum('time_key', 'train_s', ['train_s', 'elapsed_s'], 'which time to compare',
+                    flag_values=fv)
+  flags.DEFINE_string('out', None, 'output JSON', flag_values=fv)
+  command.require(fv, 'baseline', 'transfer')
 
-  p = sub.add_parser('study', help='the synthetic transfer study, end to end')
-  p.add_argument('--out', required=True, help='output directory (finished runs are reused)')
-  p.add_argument('--tasks', help='comma-separated synthetic tasks (default: all)')
-  p.add_argument('--steps', type=int, default=300, help='prompt-tuning steps per task')
-  p.add_argument('--eval-period', type=int, default=50)
-  p.add_argument('--batch-size', type=int, default=32)
-  p.add_argument('--prompt-length', type=int, default=20)
-  p.add_argument('--model-size', default='demo', choices=('demo', 'tiny'))
-  p.add_argument('--tpt', action='store_true',
-                 help='also run transfer by initialization from each best other source')
-  p.add_argument('--baseline', default='uniform', choices=('uniform', 'zeros'))
-  p.add_argument('--bootstrap', type=int, default=2000, help='bootstrap resamples for the CIs')
-  p.set_defaults(fn=_study)
-  return parser
+
+def _study_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string('out', None, 'output directory (finished runs are reused)', flag_values=fv)
+  flags.DEFINE_string('tasks', None, 'comma-separated synthetic tasks (default: all)',
+                      flag_values=fv)
+  flags.DEFINE_integer('steps', 300, 'prompt-tuning steps per task', lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer('eval_period', 50, 'steps between evaluations', lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer('batch_size', 32, 'training batch size', lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer('prompt_length', 20, 'prompt tokens', lower_bound=1, flag_values=fv)
+  flags.DEFINE_enum('model_size', 'demo', ['demo', 'tiny'], 'frozen random T5 size',
+                    flag_values=fv)
+  flags.DEFINE_bool('tpt', False, 'also run transfer by initialization from each best other '
+                    'source', flag_values=fv)
+  flags.DEFINE_enum('baseline', 'uniform', ['uniform', 'zeros'], 'random-prompt baseline',
+                    flag_values=fv)
+  flags.DEFINE_integer('bootstrap', 2000, 'bootstrap resamples for the CIs', lower_bound=0,
+                       flag_values=fv)
+  command.require(fv, 'out')
+
+
+COMMANDS = (
+    command.Command('zero-shot', 'score source prompts on target tasks (nothing trained)',
+                    _zero_shot_flags, _zero_shot),
+    command.Command('speedup', 'TPT speedups of a transfer run over a baseline run',
+                    _speedup_flags, _speedup),
+    command.Command('study', 'the synthetic transfer study, end to end', _study_flags, _study),
+)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-  try:
-    return args.fn(args)
-  except _ERRORS as e:
-    message = e.args[0] if isinstance(e, KeyError) and e.args else e
-    print(f'ptj transfer {args.command}: error: {message}', file=sys.stderr)
-    return 1
+  return command.run_group('ptj transfer', list(sys.argv[1:] if argv is None else argv),
+                           __doc__.splitlines()[0], COMMANDS)
 
 
 if __name__ == '__main__':
