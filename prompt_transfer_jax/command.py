@@ -5,8 +5,8 @@
 
 Flags are absl flags with snake_case names (`--batch_size`); gin-configured commands add
 `--gin_file` (repeated) and `--gin.NAME=VALUE` (T5X's shorthand for `--gin_bindings`). Exit codes:
-0 success, 2 usage or bad input (`UsageError`, flag errors, `ValueError` / `FileNotFoundError`
-from input validation), 1 any other failure, 130 on Ctrl-C. Errors print one line
+0 success, 2 usage or bad input (`UsageError`, flag errors, `ValueError` / `FileNotFoundError` /
+`KeyError` (an unknown name) from input validation), 1 any other failure, 130 on Ctrl-C. Errors print one line
 `PROG: error: MESSAGE` on stderr; `--log_level=debug` (or `PTJ_DEBUG=1`) prints the traceback too.
 This module is the bottom layer: it imports nothing else of the package.
 """
@@ -26,7 +26,7 @@ from absl import flags  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOG_LEVELS = ('debug', 'info', 'warning', 'error')
-_BAD_INPUT = (ValueError, FileNotFoundError)   # UsageError is a ValueError
+_BAD_INPUT = (ValueError, FileNotFoundError, KeyError)   # UsageError is a ValueError; KeyError: unknown name
 
 DefineFlags = Callable[[flags.FlagValues], None]
 Body = Callable[..., Optional[int]]

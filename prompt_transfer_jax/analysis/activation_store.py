@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import zipfile
 from typing import Sequence
 
 import numpy as np
 
-from prompt_transfer_jax.files import atomic_path
+from prompt_transfer_jax.files import atomic_write
 
 
 @dataclasses.dataclass
@@ -41,8 +40,9 @@ class ActivationWriter:
   def __init__(self, path: str, names: Sequence[str], layers: Sequence[int], d_ff: int, meta: dict):
     self.path = path
     self.shape = (len(names), len(layers), int(d_ff))
-    self._tmp = atomic_path(path)
-    self._zip = zipfile.ZipFile(self._tmp, 'w', zipfile.ZIP_STORED, allowZip64=True)
+    self._target = atomic_write(path, 'wb')      # renamed onto `path` only by close()
+    self._zip = zipfile.ZipFile(self._target.__enter__(), 'w', zipfile.ZIP_STORED,
+                                allowZip64=True)
     for key, value in (('names', np.asarray(list(names), dtype=str)),
                        ('layers', np.asarray(list(layers), np.int64)),
                        ('meta', np.asarray(json.dumps(meta, sort_keys=True)))):
@@ -67,12 +67,14 @@ class ActivationWriter:
       raise ValueError(f'{self.path}: wrote {self.written} of {self.shape[0]} rows')
     self._member.close()
     self._zip.close()
-    os.replace(self._tmp, self.path)
+    self._target.__exit__(None, None, None)
 
   def abort(self) -> None:
+    """Drops the partial file (nothing is left at `path` or beside it)."""
     self._member.close()
     self._zip.close()
-    os.remove(self._tmp)
+    error = RuntimeError(f'{self.path}: writing aborted')
+    self._target.__exit__(type(error), error, None)   # removes the temporary, re-raises nothing
 
   def __enter__(self):
     return self

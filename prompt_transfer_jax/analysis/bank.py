@@ -3,12 +3,11 @@
 Layout: `BANK/index.json` (`{"prompts": [entry, ...]}`), `BANK/prompts/NAME.npy` and, when known,
 `BANK/activations/NAME.npy` (`[layers, d_ff]` FFN activations of the prompt, with the extraction
 settings in the entry so that only comparable activations are compared by ON).
-`short_run_prompt` makes a new task's query prompt with a short `ptj train` run.
+`short_run_prompt` makes a new task's query prompt with a short prompt-tuning run.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import Optional, Sequence
@@ -16,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from prompt_transfer_jax.analysis import indicators as ind
-from prompt_transfer_jax.files import read_prompt, save_npy, write_json
+from prompt_transfer_jax.files import read_json, read_prompt, save_npy, write_json
 from prompt_transfer_jax.analysis.recommend import rank
 
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]*$')
@@ -55,12 +54,11 @@ class PromptBank:
     self.root = root
     index = os.path.join(root, 'index.json')
     if os.path.exists(index):
-      with open(index) as f:
-        try:
-          data = json.load(f)
-          self.entries = [BankEntry(**e) for e in data['prompts']]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-          raise ValueError(f'{index}: not a prompt bank index ({e})') from None
+      data = read_json(index, 'prompt bank index')
+      try:
+        self.entries = [BankEntry(**e) for e in data['prompts']]
+      except (KeyError, TypeError) as e:
+        raise ValueError(f'{index}: not a prompt bank index ({e})') from None
     elif create:
       self.entries = []
     else:
@@ -144,40 +142,33 @@ class PromptBank:
 
 def short_run_prompt(task: str, steps: int, gin_files: Sequence[str], bindings: Sequence[str] = (),
                      model_dir: Optional[str] = None) -> np.ndarray:
-  """The new task's query prompt: `steps` steps of `ptj train` on `task`, its final prompt.
+  """The new task's query prompt: `steps` steps of prompt tuning on `task`, its final prompt.
 
-  `gin_files` are the model's (e.g. `models/t5_1_1_base_prompt.gin`; `runs/prompt_train.gin`
-  is added), `bindings` are `NAME=VALUE` gin bindings. The run goes to `model_dir` (a run
-  already there is resumed) or to a temporary directory that is removed afterwards. The run's
-  gin bindings are cleared afterwards, so they do not leak into later calls.
+  Args:
+    task: the new task (MIXTURE_OR_TASK_NAME of the run).
+    steps: training steps (also the evaluation period: one evaluation at the end).
+    gin_files: the model's gin files (e.g. `models/t5_1_1_base_prompt.gin`);
+      `runs/prompt_train.gin` is added.
+    bindings: gin bindings ('NAME = VALUE'), applied after the run's own.
+    model_dir: where the run goes (a run already there is resumed); default a temporary
+      directory, removed afterwards.
   """
-  import contextlib
-  import io
   import shutil
   import tempfile
 
-  import gin
-
-  from prompt_transfer_jax.trainer import checkpointing, cli
+  from prompt_transfer_jax.trainer import runs
   if steps < 1:
-    raise ValueError(f'--short-run needs a positive number of steps, got {steps}')
+    raise ValueError(f'--short_run needs a positive number of steps, got {steps}')
   if not gin_files:
     raise ValueError('a short prompt-tuning run needs the model gin file(s) (--gin_file)')
   temporary = tempfile.mkdtemp(prefix='ptj_short_run_') if model_dir is None else None
   run_dir = os.path.join(temporary, 'run') if temporary else model_dir
-  args = [f'--gin_file={f}' for f in gin_files] + [
-      '--gin_file=runs/prompt_train.gin', f"--gin.MODEL_DIR='{run_dir}'",
-      f"--gin.MIXTURE_OR_TASK_NAME='{task}'", f'--gin.TRAIN_STEPS={steps}',
-      f'--gin.EVAL_PERIOD={steps}', '--noprogress'] + [f'--gin.{b}' for b in bindings]
+  run_bindings = [f'MODEL_DIR = {run_dir!r}', f'MIXTURE_OR_TASK_NAME = {task!r}',
+                  f'TRAIN_STEPS = {steps}', f'EVAL_PERIOD = {steps}', *bindings]
   try:
-    with contextlib.redirect_stdout(io.StringIO()):
-      code = cli.train_main(args)
-    if code:
-      raise ValueError(f'the short prompt-tuning run on {task!r} failed (exit {code}; its error '
-                       'is printed above)')
-    return read_prompt(checkpointing.numpy_prompt_path(run_dir, steps))
+    summary = runs.train_run([*gin_files, 'runs/prompt_train.gin'], run_bindings)
+    return np.asarray(summary['final_prompt'], np.float32)
   finally:
-    gin.clear_config()
     if temporary:
       shutil.rmtree(temporary, ignore_errors=True)
 

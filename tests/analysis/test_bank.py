@@ -24,7 +24,7 @@ def bank(tmp_path):
     assert ptj.main(['bank', 'add', '--bank', str(tmp_path / 'bank'), '--prompt', str(tmp_path / f'{task}.npy'),
                      '--task', task, '--backbone', 'tiny', '--type', 'SA' if i < 2 else 'NLI',
                      '--score', str(80 + i), '--steps', '100', '--activations', str(tmp_path / 'acts.npz'),
-                     '--activations-entry', task]) == 0
+                     '--activations_entry', task]) == 0
   return tmp_path, prompts, acts
 
 
@@ -51,7 +51,7 @@ def test_recommend_by_c_average_hands_best_prompt_to_trainer(bank, capsys):
   init.parent.mkdir()
   capsys.readouterr()
   assert ptj.main(['bank', 'recommend', '--bank', str(tmp_path / 'bank'), '--task', 'rte',
-                   '--prompt', str(tmp_path / 'new.npy'), '--init-out', str(init)]) == 0
+                   '--prompt', str(tmp_path / 'new.npy'), '--init_out', str(init)]) == 0
   out = capsys.readouterr().out
   sims = ind.c_average(query[None], prompts)[0]
   order = [TASKS[i] for i in np.argsort(-sims)]
@@ -115,10 +115,10 @@ def test_recommend_by_on_runs_the_extractor(tmp_path, tiny_model, capsys):
     assert ptj.main(['bank', 'add', '--bank', str(tmp_path / 'bank'), '--prompt',
                      str(tmp_path / 'prompts' / f'task{i}.npy'), '--task', f'task{i}', '--backbone',
                      't5x_tiny', '--activations', str(tmp_path / 'acts.npz'),
-                     '--activations-entry', f'task{i}']) == 0
+                     '--activations_entry', f'task{i}']) == 0
   capsys.readouterr()
   assert ptj.main(['bank', 'recommend', '--bank', str(tmp_path / 'bank'), '--task', 'task1',
-                   '--include-same-task', '--by', 'ON', '--prompt',
+                   '--include_same_task', '--by', 'ON', '--prompt',
                    str(tmp_path / 'prompts' / 'task1.npy'), *model]) == 0
   first = capsys.readouterr().out.splitlines()[1].split()
   assert first[1] == 'task1' and float(first[-1]) == pytest.approx(1.0)  # its own activations
@@ -156,24 +156,24 @@ def test_recommend_after_a_short_prompt_tuning_run(tmp_path, capsys):
   (tmp_path / 'prompts').mkdir()
   for name, p in zip(names, prompts):
     np.save(tmp_path / 'prompts' / f'{name}.npy', p)
-  extraction = ['--model', ckpt, '--sentinel-id', '2']    # <unk>: no <extra_id_0> in this vocabulary
+  extraction = ['--model', ckpt, '--sentinel_id', '2']    # <unk>: no <extra_id_0> in this vocabulary
   assert ptj.main(['analyze', 'activations', '--prompts', str(tmp_path / 'prompts'), *extraction,
                    '--out', str(tmp_path / 'acts.npz')]) == 0
   bank_dir = str(tmp_path / 'bank')
   for name in names:
     assert ptj.main(['bank', 'add', '--bank', bank_dir, '--prompt', str(tmp_path / 'prompts' / f'{name}.npy'),
                      '--task', name, '--backbone', 'tiny', '--activations', str(tmp_path / 'acts.npz'),
-                     '--activations-entry', name]) == 0
-  run = ['--short-run', '3', '--gin_file', 'models/t5_synth_prompt.gin',
-         '--gin', f"INITIAL_CHECKPOINT_PATH='{ckpt}'", '--gin', 'MODEL_PRESET=None',
-         '--gin', "ptj.t5_model.config_overrides={'dropout_rate': 0.0}", '--gin', 'PROMPT_LENGTH=4',
-         '--gin', 'BATCH_SIZE=8', '--gin', "TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 2}",
-         '--gin', 'ptj.train.max_eval_examples=16']
+                     '--activations_entry', name]) == 0
+  run = ['--short_run', '3', '--gin_file', 'models/t5_synth_prompt.gin',
+         f"--gin.INITIAL_CHECKPOINT_PATH='{ckpt}'", '--gin.MODEL_PRESET=None',
+         "--gin.ptj.t5_model.config_overrides={'dropout_rate': 0.0}", '--gin.PROMPT_LENGTH=4',
+         '--gin.BATCH_SIZE=8', "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 2}",
+         '--gin.ptj.train.max_eval_examples=16']
   init = tmp_path / 'init.npy'
   capsys.readouterr()
   assert ptj.main(['bank', 'recommend', '--bank', bank_dir, '--task', 'synth_sentiment_b', *run,
-                   '--short-run-dir', str(tmp_path / 'run'), '--by', 'ON', *extraction,
-                   '--init-out', str(init)]) == 0
+                   '--short_run_dir', str(tmp_path / 'run'), '--by', 'ON', *extraction,
+                   '--init_out', str(init)]) == 0
   out = capsys.readouterr().out
   assert 'query prompt: 3 steps of prompt tuning on synth_sentiment_b' in out
   query = np.load(checkpointing.numpy_prompt_path(str(tmp_path / 'run'), 3))
@@ -194,7 +194,7 @@ def test_recommend_after_a_short_prompt_tuning_run(tmp_path, capsys):
             if line.strip()[:2].rstrip('.').isdigit()]
   assert listed == [names[i] for i in np.argsort(-ind.c_average(query[None], prompts)[0], kind='stable')]
   assert ptj.main(['bank', 'recommend', '--bank', bank_dir, '--task', 'x', *run, '--by', 'ON']) == 2
-  assert '--by ON with --short-run needs --model' in capsys.readouterr().err
+  assert '--by ON with --short_run needs --model' in capsys.readouterr().err
   assert ptj.main(['bank', 'recommend', '--bank', bank_dir, '--task', 'x', *run,
                    '--prompt', str(init)]) == 2
   assert 'not both' in capsys.readouterr().err

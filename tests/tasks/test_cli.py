@@ -43,13 +43,13 @@ def test_preview_prints_preprocessed_examples(capsys):
 def test_errors_are_one_line_and_nonzero(capsys, tmp_path):
   assert cli.main(['show', 't5_qnlii']) == 2
   err = capsys.readouterr().err.strip()
-  assert err.startswith("ptj tasks show: unknown task 't5_qnlii'; close matches: t5_qnli")
+  assert err.startswith("ptj tasks show: error: unknown task 't5_qnlii'; close matches: t5_qnli")
   assert '\n' not in err
   assert cli.main(['bogus']) == 2
-  assert 'invalid choice' in capsys.readouterr().err
+  assert 'unknown command' in capsys.readouterr().err
   if importlib.util.find_spec('datasets') is None:  # else a missing file falls back to the HF hub
     try:
-      assert cli.main(['preview', 't5_tweeteval_sentiment', '--data-dir', str(tmp_path)]) == 1
+      assert cli.main(['preview', 't5_tweeteval_sentiment', '--data_dir', str(tmp_path)]) == 2  # missing input file
     finally:
       settings.reset('data_dir')
     err = capsys.readouterr().err.strip()

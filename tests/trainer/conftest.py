@@ -1,4 +1,5 @@
-"""Helpers for the trainer tests: `ptj train` argument lists for small synthetic runs."""
+"""Helpers for the trainer tests: small synthetic runs, as Python calls (`runs.train_run`) or as
+`ptj train` argument lists (the tests of the command line itself)."""
 import os
 import subprocess
 import sys
@@ -14,18 +15,33 @@ TINY_MODEL = ("{'vocab_size': %ptj.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads':
               "'head_dim': 16, 'mlp_dim': 64, 'dropout_rate': %DROPOUT_RATE}")
 
 
+def synth_gin(model_dir, steps, task='synth_sentiment_a', tiny=True, eval_period=None,
+              batch_size=8, extra=()):
+  """(gin files, gin bindings) of a short run on a synthetic task; `extra` are more bindings."""
+  files = ['models/t5_synth_prompt.gin', 'runs/prompt_train.gin']
+  bindings = [f"MODEL_DIR = '{model_dir}'", f"MIXTURE_OR_TASK_NAME = '{task}'",
+              "TASK_FEATURE_LENGTHS = {'inputs': 16, 'targets': 2}",
+              f'TRAIN_STEPS = {steps}', f'BATCH_SIZE = {batch_size}',
+              f'EVAL_PERIOD = {eval_period or steps}']
+  if tiny:
+    bindings += [f'ptj.t5_model.config_overrides = {TINY_MODEL}', 'PROMPT_LENGTH = 4',
+                 'ptj.train.max_eval_examples = 16']
+  return files, bindings + list(extra)
+
+
+def synth_train(model_dir, steps, **kwargs) -> dict:
+  """Trains a short synthetic run in this process; returns its summary."""
+  from prompt_transfer_jax.trainer import runs
+  return runs.train_run(*synth_gin(model_dir, steps, **kwargs))
+
+
 def synth_args(model_dir, steps, task='synth_sentiment_a', tiny=True, eval_period=None,
                batch_size=8, extra=()):
-  """`ptj train` flags for a short run on a synthetic task."""
-  args = ['--gin_file=models/t5_synth_prompt.gin', '--gin_file=runs/prompt_train.gin',
-          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.MIXTURE_OR_TASK_NAME='{task}'",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 2}",
-          f'--gin.TRAIN_STEPS={steps}', f'--gin.BATCH_SIZE={batch_size}',
-          f'--gin.EVAL_PERIOD={eval_period or steps}', '--noprogress']
-  if tiny:
-    args += [f'--gin.ptj.t5_model.config_overrides={TINY_MODEL}', '--gin.PROMPT_LENGTH=4',
-             '--gin.ptj.train.max_eval_examples=16']
-  return args + list(extra)
+  """`ptj train` flags for the same run as `synth_gin`; `extra` are more flags."""
+  files, bindings = synth_gin(model_dir, steps, task, tiny, eval_period, batch_size)
+  args = [f'--gin_file={f}' for f in files]
+  args += ['--gin.' + b.replace(' = ', '=', 1) for b in bindings]
+  return args + ['--noprogress'] + list(extra)
 
 
 def final_prompt(model_dir, step):

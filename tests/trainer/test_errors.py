@@ -1,4 +1,5 @@
-"""Bad input: one-line error, non-zero exit, and no partial MODEL_DIR step left behind."""
+"""Bad input: one-line error, exit 2 (other failures exit 1), and no partial MODEL_DIR step left
+behind."""
 import re
 
 import numpy as np
@@ -16,15 +17,15 @@ def _error_line(err: str, prog: str = 'ptj train') -> str:
 
 
 @pytest.mark.parametrize('extra, code, message', [
-    (["--gin.MIXTURE_OR_TASK_NAME='synth_sentimnt_a'"], 1,
+    (["--gin.MIXTURE_OR_TASK_NAME='synth_sentimnt_a'"], 2,
      "unknown task or mixture 'synth_sentimnt_a'"),
-    (["--gin.INITIAL_CHECKPOINT_PATH='/nonexistent/checkpoint_1000'"], 1,
+    (["--gin.INITIAL_CHECKPOINT_PATH='/nonexistent/checkpoint_1000'"], 2,
      'checkpoint path does not exist: /nonexistent/checkpoint_1000'),
     (['--gin.BATCH_SIZE=[8'], 2, 'bad gin configuration'),
     (['--gin.ptj.train.no_such_option=1'], 2, "doesn't have a parameter named 'no_such_option'"),
     (['--gin.TRAIN_STEPS'], 2, 'malformed gin flag'),
-    (['--gin.TRAIN_STEPS=0'], 1, 'TRAIN_STEPS must be a positive integer'),
-    (["--gin.TASK_FEATURE_LENGTHS={'inputs': 16}"], 1, 'TASK_FEATURE_LENGTHS must be a dict'),
+    (['--gin.TRAIN_STEPS=0'], 2, 'TRAIN_STEPS must be a positive integer'),
+    (["--gin.TASK_FEATURE_LENGTHS={'inputs': 16}"], 2, 'TASK_FEATURE_LENGTHS must be a dict'),
 ])
 def test_bad_configuration(tmp_path, run_train, extra, code, message):
   model_dir = tmp_path / 'run'
@@ -37,7 +38,7 @@ def test_bad_configuration(tmp_path, run_train, extra, code, message):
 def test_missing_model_dir_macro(run_train):
   args = [a for a in synth_args('unused', 2) if not a.startswith('--gin.MODEL_DIR')]
   rc, _, err = run_train(args)
-  assert rc == 1 and 'missing required gin macro MODEL_DIR' in _error_line(err)
+  assert rc == 2 and 'missing required gin macro MODEL_DIR' in _error_line(err)
 
 
 def test_prompt_file_of_the_wrong_shape(tmp_path, run_train, capsys):
@@ -47,12 +48,12 @@ def test_prompt_file_of_the_wrong_shape(tmp_path, run_train, capsys):
   rc, _, err = run_train(synth_args(model_dir, 2, extra=[
       '--gin_file=prompts/from_file.gin', f"--gin.PROMPT_FILE='{bad}'"]))
   line = _error_line(err)
-  assert rc == 1 and str(bad) in line and '(3, 7)' in line and '(4, 32)' in line
+  assert rc == 2 and str(bad) in line and '(3, 7)' in line and '(4, 32)' in line
   assert not model_dir.exists()
   code = cli.eval_main(['--gin_file=models/t5_synth_prompt.gin', '--gin_file=runs/prompt_eval.gin',
                         f"--gin.PROMPT_FILE='{bad}'", "--gin.MIXTURE_OR_TASK_NAME='synth_nli_a'"])
   line = _error_line(capsys.readouterr().err, 'ptj eval')
-  assert code == 1 and '(3, 7)' in line and '(20, 256)' in line
+  assert code == 2 and '(3, 7)' in line and '(20, 256)' in line
 
 
 def test_nan_loss_stops_without_saving_the_bad_step(tmp_path, run_train):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prompt_transfer_jax.trainer import cli, export, run_record
-from tests.trainer.conftest import final_prompt, synth_args
+from tests.trainer.conftest import final_prompt, synth_train
 
 
 def test_train_eval_export_end_to_end(tmp_path, capsys):
@@ -14,11 +14,12 @@ def test_train_eval_export_end_to_end(tmp_path, capsys):
   files, `ptj eval` of the best prompt and `ptj export`. One test, so that the training run is
   shared without being repeated on every pytest-xdist worker."""
   model_dir = tmp_path / 'run'
-  args = synth_args(model_dir, 150, tiny=False, eval_period=50, batch_size=32,
-                    extra=['--gin.ptj.make_optimizer.learning_rate=1.0',
-                           '--gin.ptj.train.log_period=25'])
-  assert cli.train_main(args) == 0, capsys.readouterr().err
+  summary = synth_train(model_dir, 150, tiny=False, eval_period=50, batch_size=32,
+                        extra=['ptj.make_optimizer.learning_rate = 1.0', 'ptj.train.log_period = 25'])
   record = json.loads((model_dir / run_record.METRICS_FILE).read_text())
+  assert (summary['final_step'], summary['best_step'], summary['best_score']) == (
+      150, record['best_step'], record['best_score'])
+  np.testing.assert_array_equal(summary['final_prompt'], final_prompt(model_dir, 150))
   _check_learning(record)
   _check_run_files(model_dir, record)
   _check_eval_cli(model_dir, record, tmp_path, capsys)
@@ -84,7 +85,7 @@ def _check_export_cli(model_dir, tmp_path, capsys):
   np.testing.assert_array_equal(np.load(tmp_path / 'np' / 'encoder.prompt.prompt.prompt'), best)
   assert not [p for p in os.listdir(tmp_path) if '.tmp-' in p]
   capsys.readouterr()
-  assert cli.export_main(['--prompt=/nonexistent.npy', f'--out={tmp_path / "x"}']) == 1
+  assert cli.export_main(['--prompt=/nonexistent.npy', f'--out={tmp_path / "x"}']) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('ptj export: error:') and 'not found' in err and '\n' not in err
 

@@ -98,8 +98,8 @@ def test_cli_reads_run_directories(tmp_path, capsys):
   assert 'comparable-result speedup: 3.0 (steps 300 vs 100)' in printed
   data = json.loads(out.read_text())
   assert data['convergence']['steps_speedup'] == 1.5 and data['comparable_result']['steps_speedup'] == 3.0
-  assert cli.main(['speedup', '--baseline', str(tmp_path / 'none'), '--transfer', str(tpt)]) == 1
+  assert cli.main(['speedup', '--baseline', str(tmp_path / 'none'), '--transfer', str(tpt)]) == 2
   assert 'run record not found' in capsys.readouterr().err
   (tmp_path / 'bad.json').write_text('{"history": 3}')
-  assert cli.main(['speedup', '--baseline', str(tmp_path / 'bad.json'), '--transfer', str(tpt)]) == 1
+  assert cli.main(['speedup', '--baseline', str(tmp_path / 'bad.json'), '--transfer', str(tpt)]) == 2
   assert 'expected a run record with a "history" list' in capsys.readouterr().err

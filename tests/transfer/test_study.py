@@ -16,7 +16,7 @@ TASKS = ['synth_sentiment_a', 'synth_sentiment_b', 'synth_paraphrase_a']
 def out(tmp_path_factory):
   out = tmp_path_factory.mktemp('study')
   assert cli.main(['study', '--out', str(out), '--tasks', ','.join(TASKS), '--steps', '30',
-                   '--eval-period', '15', '--batch-size', '32', '--bootstrap', '50']) == 0
+                   '--eval_period', '15', '--batch_size', '32', '--bootstrap', '50']) == 0
   return out
 
 

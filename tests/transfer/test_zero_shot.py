@@ -52,8 +52,8 @@ def test_cli_matrix_equals_evaluator_per_prompt(tmp_path, model, prompts, capsys
     np.save(tmp_path / 'prompts' / f'{name}.npy', p)
   out = tmp_path / 'zs.json'
   assert cli.main(['zero-shot', '--prompts', str(tmp_path / 'prompts'), '--targets', ','.join(TARGETS),
-                   '--model', ckpt, '--inputs-length', '16', '--batch-size', '64',
-                   '--prompt-chunk', '3', '--out', str(out)]) == 0
+                   '--model', ckpt, '--inputs_length', '16', '--batch_size', '64',
+                   '--prompt_chunk', '3', '--out', str(out)]) == 0
   assert f'wrote {out}' in capsys.readouterr().out
   data = json.loads(out.read_text())
   assert data['tasks'] == TARGETS and data['sources'] == SOURCES
@@ -140,5 +140,5 @@ def test_bad_input(model, prompts, tmp_path, capsys):
   (tmp_path / 'p').mkdir()
   np.save(tmp_path / 'p' / 'a.npy', prompts[0])
   assert cli.main(['zero-shot', '--prompts', str(tmp_path / 'p'), '--model', 't5_demo',
-                   '--targets', 'synth_nli_a', '--config-overrides', '[1]', '--out', 'x.json']) == 1
-  assert '--config-overrides must be a JSON object' in capsys.readouterr().err
+                   '--targets', 'synth_nli_a', '--config_overrides', '[1]', '--out', 'x.json']) == 2
+  assert '--config_overrides must be a JSON object' in capsys.readouterr().err
