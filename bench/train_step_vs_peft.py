@@ -49,7 +49,7 @@ from prompt_transfer_jax.trainer import flops as flops_lib
 from prompt_transfer_jax.trainer import host_memory
 from prompt_transfer_jax.trainer import step as step_lib
 from prompt_transfer_jax.trainer.frozen_model import random_t5_params
-from prompt_transfer_jax.trainer.placement import host, place
+from prompt_transfer_jax.partitioning import host, place
 
 
 def _args(argv):
@@ -107,8 +107,7 @@ class OurStep:
     prompt = np.random.default_rng(1).normal(size=(args.prompt, config.emb_dim)).astype(np.float32)
     state = step_lib.init_state(prompt, tx)
     self.state = place(jax.device_get(state), step_lib.state_shardings(state, mesh))
-    self.batch = partitioning.shard_tree(batch, jax.tree.map(
-        lambda _: partitioning.data_sharding(mesh), batch))
+    self.batch = place(batch, jax.tree.map(lambda _: partitioning.data_sharding(mesh), batch))
     self.fn = step_lib.jit_train_step(
         step_lib.make_train_step(T5Backbone(config), tx,
                                  step_lib.LossConfig(z_loss=0.0, normalization='mean')),

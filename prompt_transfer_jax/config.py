@@ -1,11 +1,12 @@
 """Model configurations: one frozen dataclass per backbone and named presets.
 
-Field names follow T5X's `t5x.examples.t5.network.T5Config` so gin files read the same.
+`T5Config` field names follow T5X's `t5x.examples.t5.network.T5Config` so gin files read the
+same; `RobertaConfig` field names follow Hugging Face's RoBERTa `config.json`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,3 +106,90 @@ def t5_preset(name: str) -> T5Config:
     return T5_PRESETS[name]
   except KeyError:
     raise ValueError(f'unknown T5 preset {name!r}; known presets: {", ".join(sorted(T5_PRESETS))}') from None
+
+
+# ---------------------------------------------------------------------------------------------
+# RoBERTa.
+
+PROMPT_LAYOUTS = ('mask_slot', 'plain')
+ROBERTA_ACTIVATIONS = ('gelu', 'gelu_new', 'relu')
+
+
+@dataclasses.dataclass(frozen=True)
+class RobertaConfig:
+  """Hyper-parameters of a RoBERTa encoder + MLM head (field names as in HF `config.json`)."""
+
+  vocab_size: int = 50265
+  hidden_size: int = 768
+  num_hidden_layers: int = 12
+  num_attention_heads: int = 12
+  intermediate_size: int = 3072
+  hidden_act: str = 'gelu'
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  max_position_embeddings: int = 514
+  type_vocab_size: int = 1
+  layer_norm_eps: float = 1e-5
+  pad_token_id: int = 1
+  bos_token_id: int = 0
+  eos_token_id: int = 2
+  mask_token_id: Optional[int] = None  # from the tokenizer; None means vocab_size - 1
+  prompt_layout: str = 'mask_slot'
+  dtype: str = 'float32'
+  param_dtype: str = 'float32'
+  remat: bool = False
+
+  def __post_init__(self):
+    for name in ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
+                 'intermediate_size', 'max_position_embeddings', 'type_vocab_size'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'RobertaConfig.{name} must be positive, got {getattr(self, name)}')
+    if self.hidden_size % self.num_attention_heads:
+      raise ValueError(f'RobertaConfig.hidden_size {self.hidden_size} is not a multiple of '
+                       f'num_attention_heads {self.num_attention_heads}')
+    for name in ('hidden_dropout_prob', 'attention_probs_dropout_prob'):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ValueError(f'RobertaConfig.{name} must be in [0, 1), got {getattr(self, name)}')
+    if self.hidden_act not in ROBERTA_ACTIVATIONS:
+      raise ValueError(f'RobertaConfig.hidden_act {self.hidden_act!r} is not one of '
+                       f'{", ".join(ROBERTA_ACTIVATIONS)}')
+    if self.prompt_layout not in PROMPT_LAYOUTS:
+      raise ValueError(f'RobertaConfig.prompt_layout {self.prompt_layout!r} is not one of '
+                       f'{", ".join(PROMPT_LAYOUTS)}')
+    for name in ('pad_token_id', 'bos_token_id', 'eos_token_id', 'mask_token_id'):
+      value = getattr(self, name)
+      if value is not None and not 0 <= value < self.vocab_size:
+        raise ValueError(f'RobertaConfig.{name} {value} is outside the vocabulary '
+                         f'[0, {self.vocab_size})')
+
+  @property
+  def mask_id(self) -> int:
+    """The `<mask>` id: the tokenizer's, else the last id of the vocabulary as in RoBERTa's."""
+    return self.vocab_size - 1 if self.mask_token_id is None else self.mask_token_id
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_attention_heads
+
+  def replace(self, **kwargs) -> 'RobertaConfig':
+    return dataclasses.replace(self, **kwargs)
+
+
+ROBERTA_PRESETS: dict[str, RobertaConfig] = {
+    'roberta_base': RobertaConfig(),
+    'roberta_large': RobertaConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                   intermediate_size=4096),
+    # Test size with the real BPE vocabulary (50,265 ids, `<mask>` = 50264).
+    'roberta_tiny': RobertaConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=32),
+}
+
+
+def roberta_preset(name: str, **overrides) -> RobertaConfig:
+  """The named preset, with optional field overrides (e.g. `prompt_layout`, `mask_token_id`)."""
+  try:
+    config = ROBERTA_PRESETS[name]
+  except KeyError:
+    raise ValueError(f'unknown RoBERTa preset {name!r}; known presets: '
+                     f'{", ".join(sorted(ROBERTA_PRESETS))}') from None
+  return config.replace(**overrides) if overrides else config

@@ -1,11 +1,13 @@
-"""Device mesh and T5X logical-axis rules: where every parameter and batch lives.
+"""Device mesh, T5X logical-axis rules and placement: where every parameter and batch lives.
 
 The logical axis names are declared once, in the models; this module maps them to a
-`('data', 'model')` mesh with T5X's `standard_logical_axis_rules` (plus replicated prompt axes).
+`('data', 'model')` mesh with T5X's `standard_logical_axis_rules` (plus replicated prompt axes),
+and moves host arrays onto the mesh (`place`) and back (`host`) the same way on one process or
+many.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import numpy as np
@@ -57,15 +59,38 @@ def logical_shardings(boxed_tree, mesh: Mesh, rules: LogicalRules):
   return nn.logical_to_mesh_sharding(specs, mesh, rules)
 
 
-def shard_tree(tree, shardings):
-  """Places each leaf of `tree` (numpy or jax arrays) with its sharding."""
-  return jax.tree.map(lambda x, s: jax.device_put(x, s), tree, shardings)
-
-
 def data_sharding(mesh: Mesh) -> NamedSharding:
   """Batches are split on their leading dimension across the `data` axis."""
   return NamedSharding(mesh, PartitionSpec('data'))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+  """A full copy on every device (prompts, label targets, optimizer state)."""
   return NamedSharding(mesh, PartitionSpec())
+
+
+def place(tree, shardings):
+  """Host numpy arrays (identical on every process) -> global arrays with `shardings`."""
+  return jax.tree.map(
+      lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda idx, x=x: np.asarray(x)[idx]),
+      tree, shardings)
+
+
+def host(x) -> np.ndarray:
+  """A replicated (or single-device) global array as numpy, on any process."""
+  return np.asarray(x.addressable_shards[0].data)
+
+
+class PlacedParams(NamedTuple):
+  mesh: Mesh
+  shardings: Any     # tree of NamedSharding, like the parameters
+  params: Any        # the parameters as global arrays
+
+
+def place_params(params, shardings_of: Callable[[Mesh], Any], model_parallel: int = 1,
+                 devices: Optional[Sequence[jax.Device]] = None) -> PlacedParams:
+  """The mesh, the parameters' shardings on it (`shardings_of(mesh)`, e.g. a frozen model's
+  `shardings`) and the parameters placed with them: the start of every run on a mesh."""
+  mesh = make_mesh(model_parallel, devices)
+  shardings = shardings_of(mesh)
+  return PlacedParams(mesh, shardings, place(params, shardings))

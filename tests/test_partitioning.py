@@ -30,7 +30,7 @@ _SCRIPT = textwrap.dedent('''
       rules = partitioning.standard_logical_axis_rules(act_dims, param_dims)
       mesh = partitioning.make_mesh(model_parallel=4)
       shardings = partitioning.logical_shardings(t5.abstract_params(cfg), mesh, rules)
-      sharded = partitioning.shard_tree(params, shardings)
+      sharded = partitioning.place(params, shardings)
       kernel = sharded['encoder']['layers_0']['mlp']['wi_0']['kernel']
       assert len(kernel.sharding.device_set) == 8
       assert kernel.addressable_shards[0].data.shape[1] == 32 // 4, kernel.addressable_shards[0].data.shape

@@ -13,7 +13,7 @@ from typing import Optional
 
 import tensorstore as ts
 
-from prompt_transfer_jax.checkpoints.t5x import Checkpoint, LazyArray, Location, unflatten
+from prompt_transfer_jax.checkpoints.store import Checkpoint, LazyArray, Location, unflatten
 
 METADATA_FILE = '_METADATA'
 MANIFEST_FILE = 'manifest.ocdbt'

@@ -1,8 +1,8 @@
-"""The soft prompt: one `[P, E]` parameter, its initializers and its file format.
+"""The soft prompt: one `[P, E]` array, its initializers and its file format.
 
 The prompt is kept apart from the frozen model's parameters: training differentiates only this
-array, and evaluation can feed any array (or a stack of them) to the frozen model. Its logical
-axes are `('prompt', 'prompt_embed')`, both replicated, as in google-research/prompt-tuning.
+array, and evaluation can feed any array (or a stack of them) to the frozen model.
+It is replicated on every device (`partitioning.PROMPT_RULES`), as in google-research/prompt-tuning.
 """
 from __future__ import annotations
 
@@ -15,25 +15,10 @@ from flax import linen as nn
 
 from prompt_transfer_jax import files
 
-PROMPT_AXES = ('prompt', 'prompt_embed')
 # Name of the prompt parameter in T5X / prompt-tuning checkpoints and numpy_checkpoints.
 T5X_PROMPT_NAME = 'encoder.prompt.prompt.prompt'
 
 Initializer = Callable[[jax.Array, tuple], jax.Array]
-
-
-class Prompt(nn.Module):
-  """Owns the trainable prompt parameter; returns it unbatched, cast to `dtype`."""
-  length: int
-  embed_dim: int
-  prompt_init: Initializer = nn.initializers.uniform(0.5)
-  dtype: str = 'float32'
-
-  @nn.compact
-  def __call__(self):
-    prompt = self.param('prompt', nn.with_logical_partitioning(self.prompt_init, PROMPT_AXES),
-                        (self.length, self.embed_dim), jnp.float32)
-    return jnp.asarray(prompt, self.dtype)
 
 
 def normal(stddev: float = 1.0) -> Initializer:
@@ -73,29 +58,6 @@ def from_class_labels(embeddings, label_token_ids: Sequence[Sequence[int]],
         raise ValueError(f'class label {i} has no tokens')
       out[i] = table[np.asarray(ids)].mean(axis=0)
     return jnp.asarray(out, dtype)
-  return init
-
-
-def from_array(array) -> Initializer:
-  """A fixed array; the requested shape must match exactly."""
-  value = np.asarray(array, np.float32)
-
-  def init(rng, shape, dtype=jnp.float32):
-    del rng
-    if tuple(value.shape) != tuple(shape):
-      raise ValueError(f'prompt array has shape {tuple(value.shape)}, expected {tuple(shape)}')
-    return jnp.asarray(value, dtype)
-  return init
-
-
-def from_file(path: str) -> Initializer:
-  """A prompt stored as `.npy` (see `load_prompt`); the shape is checked at init."""
-  value = load_prompt(path)
-
-  def init(rng, shape, dtype=jnp.float32):
-    if tuple(value.shape) != tuple(shape):
-      raise ValueError(f'{path}: prompt has shape {tuple(value.shape)}, expected {tuple(shape)}')
-    return jnp.asarray(value, dtype)
   return init
 
 

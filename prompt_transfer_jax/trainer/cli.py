@@ -114,12 +114,12 @@ def export_main(argv: Sequence[str]) -> int:
   """`ptj export`: write a prompt as a PEFT adapter directory or a prompt-tuning numpy file."""
 
   def body(fv):
-    from prompt_transfer_jax.models import prompt as prompt_lib
+    from prompt_transfer_jax.files import read_prompt
     from prompt_transfer_jax.trainer import export, run_record
     path = fv.prompt
     if os.path.isdir(path):
       path = os.path.join(path, run_record.BEST_PROMPT_FILE)
-    prompt = prompt_lib.load_prompt(path)
+    prompt = read_prompt(path)
     if fv.format == 'peft':
       out = export.export_peft(prompt, fv.out, fv.task_type, fv.base_model_name_or_path,
                                fv.num_layers, fv.num_attention_heads)

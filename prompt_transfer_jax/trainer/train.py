@@ -9,6 +9,7 @@ the bad step.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import os
@@ -19,16 +20,16 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import gin
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
+from clu import periodic_actions
 
 from prompt_transfer_jax import partitioning
+from prompt_transfer_jax.files import atomic_write
+from prompt_transfer_jax.partitioning import host, place
 from prompt_transfer_jax.trainer import checkpointing
 from prompt_transfer_jax.trainer import data as data_lib
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
 from prompt_transfer_jax.trainer import progress as progress_lib
 from prompt_transfer_jax.trainer.gin_utils import require
-from prompt_transfer_jax.trainer.placement import host, place
-from prompt_transfer_jax.trainer import prompt_init as prompt_init_lib
 from prompt_transfer_jax.trainer import run_record
 from prompt_transfer_jax.trainer import step as step_lib
 
@@ -64,7 +65,7 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
           task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
           batch_size: int = 32, train_steps: int = 30000, eval_period: int = 1000,
           checkpoint_period: Optional[int] = None, prompt_length: int = 100,
-          prompt_init: Optional[Callable] = None,
+          prompt_init: Callable = gin.REQUIRED,
           optimizer=None, seed: int = 0, prompt_seed: int = 0, z_loss: float = 1e-4,
           label_smoothing: float = 0.0, loss_normalization: str = 'sum',
           eval_tasks: Optional[Sequence[str]] = None, eval_split: str = 'validation',
@@ -73,13 +74,40 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
           model_parallel: int = 1, shuffle: bool = True, show_progress: bool = True) -> dict:
   """Prompt-tunes `model` (a `FrozenModel`) on a task or mixture; returns the run summary.
 
-  Evaluates every `eval_period` steps (and at step 0 and the last step) on `eval_tasks`
-  (default: the task, or every task of the mixture), saves a checkpoint every
-  `checkpoint_period` steps (default: `eval_period`) and at the end. The operative gin config is
-  written to MODEL_DIR/config.gin.
+  Args:
+    model_dir: where checkpoints, metrics.json, best_prompt.npy, numpy prompts, TensorBoard
+      events and the operative config.gin go; a checkpoint there is resumed.
+    model: the frozen model (`ptj.t5_model` / `ptj.roberta_model`).
+    mixture_or_task_name: the registered task or mixture to train on.
+    task_feature_lengths: `{'inputs': N, 'targets': M}` token lengths.
+    batch_size: global batch size (split over processes and the mesh's data axis).
+    train_steps: the step the run ends at (counted over resumes).
+    eval_period: steps between evaluations (also at step 0 and at the last step).
+    checkpoint_period: steps between checkpoints (default `eval_period`; also at the end).
+    prompt_length: number of prompt vectors.
+    prompt_init: `(model, task_names, length, seed) -> [length, embed_dim]` initializer (the
+      model gin file's PROMPT_INIT).
+    optimizer: an optax transformation (default `step.make_optimizer()`, Adafactor).
+    seed: data order and dropout seed.
+    prompt_seed: the prompt initializer's seed.
+    z_loss, label_smoothing, loss_normalization: the loss (`step.LossConfig`).
+    eval_tasks: tasks evaluated (default: the task, or every task of the mixture).
+    eval_split: split evaluated.
+    eval_batch_size: default `batch_size`.
+    max_eval_examples: cap per evaluated task (default: all).
+    eval_at_start: evaluate the initial prompt at step 0.
+    keep_checkpoints: how many checkpoints are kept.
+    log_period: steps between training-metric summaries.
+    model_parallel: size of the mesh's model axis.
+    shuffle: shuffle the training data.
+    show_progress: show the live progress line.
+
+  Returns:
+    The run record (`metrics.json` content: history, best_step, best_score, metric, ...) with
+    `final_step`, `model_dir`, `final_prompt` and `best_prompt` added.
   """
   require(MODEL_DIR=model_dir, MODEL=model, MIXTURE_OR_TASK_NAME=mixture_or_task_name,
-          TASK_FEATURE_LENGTHS=task_feature_lengths)
+          TASK_FEATURE_LENGTHS=task_feature_lengths, PROMPT_INIT=prompt_init)
   config_str = gin.operative_config_str()
   _check_positive(BATCH_SIZE=batch_size, TRAIN_STEPS=train_steps, EVAL_PERIOD=eval_period,
                   PROMPT_LENGTH=prompt_length, log_period=log_period)
@@ -88,17 +116,14 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   lengths = _check_lengths(task_feature_lengths)
   loss_cfg = step_lib.LossConfig(z_loss, label_smoothing, loss_normalization)
   tx = step_lib.make_optimizer() if optimizer is None else optimizer
-  prompt_init = prompt_init or prompt_init_lib.uniform_init()
   train_task_names = data_lib.task_names_of(mixture_or_task_name)
   eval_task_names = list(eval_tasks or train_task_names)
   data_lib.local_batch_size(batch_size, jax.process_count())
 
-  mesh = partitioning.make_mesh(model_parallel)
-  replicated = NamedSharding(mesh, PartitionSpec())
+  mesh, param_shardings, params = partitioning.place_params(model.params, model.shardings,
+                                                            model_parallel)
   batch_sharding = partitioning.data_sharding(mesh)
   data_lib.check_batch_size(batch_size, mesh)
-  param_shardings = model.shardings(mesh)
-  params = place(model.params, param_shardings)
   label_targets = _train_label_targets(model, train_task_names)
   backbone = model.for_task(label_targets)
 
@@ -121,16 +146,17 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
     if jax.process_index() == 0:
       os.makedirs(model_dir, exist_ok=True)
       if config_str:
-        _write_text(os.path.join(model_dir, CONFIG_FILE), config_str)
+        with atomic_write(os.path.join(model_dir, CONFIG_FILE)) as f:
+          f.write(config_str)
     ckpt = checkpointing.Checkpointer(model_dir, keep=keep_checkpoints)
-    settings = _Schedule(
+    schedule = _Schedule(
         task_name=mixture_or_task_name, lengths=lengths, batch_size=batch_size,
         train_steps=train_steps, eval_period=eval_period, checkpoint_period=checkpoint_period,
         log_period=log_period, seed=seed, shuffle=shuffle, pad_id=model.pad_id,
         label_ids=None if label_targets is None else label_targets[:, 0],
         eval_at_start=eval_at_start, show_progress=show_progress)
-    return _loop(model_dir, ckpt, state, params, step_fn, evaluator, settings, replicated,
-                 batch_sharding)
+    return _Trainer(model_dir, ckpt, state, params, step_fn, evaluator, schedule,
+                    partitioning.replicated(mesh), batch_sharding).run()
   except BaseException:
     if ckpt is not None:
       ckpt.wait()
@@ -154,13 +180,6 @@ def _train_label_targets(model, task_names) -> Optional[np.ndarray]:
   return targets[0]
 
 
-def _write_text(path: str, text: str) -> None:
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Schedule:
   """The static settings of the training loop."""
@@ -179,141 +198,181 @@ class _Schedule:
   show_progress: bool
 
 
-def _loop(model_dir: str, ckpt: checkpointing.Checkpointer, state, params, step_fn,
-          evaluator: evaluator_lib.Evaluator, settings: _Schedule, replicated,
-          batch_sharding) -> dict:
-  """Resume, then train / evaluate / checkpoint to `settings.train_steps`; the run summary."""
-  batch_size, train_steps = settings.batch_size, settings.train_steps
-  eval_period, checkpoint_period = settings.eval_period, settings.checkpoint_period
-  log_period = settings.log_period
-  record = run_record.RunRecord(model_dir, settings.task_name, evaluator.metric_name)
-  best_prompt = host(state.prompt)
-  elapsed = overhead = 0.0      # seconds so far (earlier runs included); of which eval + saving
-  start = 0
-  latest = ckpt.latest_step()
-  if latest is not None:
-    restored, meta = ckpt.restore(latest, checkpointing.abstract_of(
-        {'state': state, 'best_prompt': place(best_prompt, replicated)}))
-    _check_resume(model_dir, meta, batch_size)
-    state, best_prompt = restored['state'], host(restored['best_prompt'])
-    start, elapsed = int(host(state.step)), meta['elapsed_s']
-    overhead = elapsed - meta['train_s']
-    record.resume(start, meta['best_step'], meta['best_score'])
-    record.save(best_prompt)    # drop what a cut-short run recorded after this checkpoint
-  if start > train_steps:
-    raise ValueError(f'{model_dir} holds a checkpoint at step {start}, beyond TRAIN_STEPS='
-                     f'{train_steps}')
-  batches = data_lib.train_batches(settings.task_name, settings.lengths, batch_size,
-                                   settings.seed, start_batch=start, shuffle=settings.shuffle,
-                                   pad_id=settings.pad_id, label_ids=settings.label_ids)
-  progress = progress_lib.Progress(model_dir, train_steps, start, settings.show_progress)
-  if latest is not None:
-    progress.message(f'resumed {model_dir} at step {start}')
-  clock = time.perf_counter()
-  saved_step = latest
+def _on_steps(period: int, last: int) -> list[int]:
+  """Every `period`-th step up to `last`, and `last` itself."""
+  return sorted(set(range(period, last + 1, period)) | {last})
 
-  def now_elapsed():
-    return elapsed + time.perf_counter() - clock
 
-  def evaluate(step, prompt, train_loss):
-    nonlocal best_prompt, overhead
-    t0, at = time.perf_counter(), now_elapsed()     # the time this step was reached
-    result = evaluator.evaluate(params, prompt)
-    entry = {'step': step, 'elapsed_s': at, 'train_s': at - overhead,
+class _Trainer:
+  """One run of the training loop, T5X-style: resume, then run to the next boundary and, there,
+  log / evaluate / save (each a clu `PeriodicCallback` on its own steps) until `train_steps`.
+
+  Step metrics are read one step late (`train_to`), so the host never waits on the device
+  between two steps; every boundary reads them all before acting. `elapsed` counts earlier runs
+  too; `overhead` is the part of it spent evaluating and saving (`train_s = elapsed - overhead`).
+  """
+
+  def __init__(self, model_dir: str, ckpt: checkpointing.Checkpointer, state, params, step_fn,
+               evaluator: evaluator_lib.Evaluator, schedule: _Schedule, replicated,
+               batch_sharding):
+    self.model_dir, self.ckpt, self.schedule = model_dir, ckpt, schedule
+    self.state, self.params, self.step_fn = state, params, step_fn
+    self.evaluator, self.replicated, self.batch_sharding = evaluator, replicated, batch_sharding
+    self.record = run_record.RunRecord(model_dir, schedule.task_name, evaluator.metric_name)
+    self.best_prompt = host(state.prompt)
+    self.step = 0
+    self.saved_step: Optional[int] = None
+    self.overhead = 0.0
+    self._earlier_s = 0.0               # elapsed seconds of the runs before this one
+    self._clock = time.perf_counter()
+    self._compiled = False
+    self._window: list[dict] = []       # step metrics since the last log
+    self._window_tokens = 0.0
+    self._eval_losses: list[float] = []  # losses since the last evaluation (its `train_loss`)
+    last = schedule.train_steps
+    periods = (schedule.log_period, schedule.eval_period, schedule.checkpoint_period)
+    callbacks = (self.flush_metrics, self._evaluate_boundary, self.save)
+    self.actions = [periodic_actions.PeriodicCallback(on_steps=_on_steps(p, last), callback_fn=fn)
+                    for p, fn in zip(periods, callbacks)]
+    self._boundaries = sorted(set().union(*(_on_steps(p, last) for p in periods)))
+    self.batches = self.progress = None
+
+  def elapsed(self) -> float:
+    return self._earlier_s + time.perf_counter() - self._clock
+
+  def run(self) -> dict:
+    """Resumes, trains to `train_steps`; the run summary."""
+    s = self.schedule
+    resumed = self.resume()
+    if self.step > s.train_steps:
+      raise ValueError(f'{self.model_dir} holds a checkpoint at step {self.step}, beyond '
+                       f'TRAIN_STEPS={s.train_steps}')
+    self.batches = data_lib.train_batches(s.task_name, s.lengths, s.batch_size, s.seed,
+                                          start_batch=self.step, shuffle=s.shuffle,
+                                          pad_id=s.pad_id, label_ids=s.label_ids)
+    self.progress = progress_lib.Progress(self.model_dir, s.train_steps, self.step,
+                                          s.show_progress)
+    try:
+      if resumed:
+        self.progress.message(f'resumed {self.model_dir} at step {self.step}')
+      self._clock = time.perf_counter()
+      if self.step == 0 and s.eval_at_start:
+        self.evaluate(0, None)
+      while self.step < s.train_steps:
+        self.train_to(self._boundaries[bisect.bisect_right(self._boundaries, self.step)])
+        for action in self.actions:     # log, evaluate, save: each on its own steps
+          action(self.step)
+        self.progress.reset_window(self.step)
+    finally:
+      self.progress.close()
+    self.ckpt.wait()
+    summary = self.record.to_json()
+    summary.update(final_step=self.step, model_dir=self.model_dir,
+                   final_prompt=host(self.state.prompt), best_prompt=self.best_prompt)
+    return summary
+
+  def resume(self) -> bool:
+    """Restores the latest checkpoint of MODEL_DIR, if any (state, best prompt, clock, record)."""
+    latest = self.ckpt.latest_step()
+    if latest is None:
+      return False
+    restored, meta = self.ckpt.restore(latest, checkpointing.abstract_of(self._checkpoint()))
+    _check_resume(self.model_dir, meta, self.schedule.batch_size)
+    self.state, self.best_prompt = restored['state'], host(restored['best_prompt'])
+    self.step, self._earlier_s = int(host(self.state.step)), meta['elapsed_s']
+    self.overhead = self._earlier_s - meta['train_s']
+    self.saved_step = latest
+    self.record.resume(self.step, meta['best_step'], meta['best_score'])
+    self.record.save(self.best_prompt)   # drop what a cut-short run recorded after this checkpoint
+    return True
+
+  def train_to(self, stop: int) -> None:
+    """Runs the training steps up to step `stop`; reads every step's metrics."""
+    pending = None        # (step, metrics) of the last dispatched step, read one step later
+    while self.step < stop:
+      t0 = time.perf_counter()
+      batch = data_lib.to_global(next(self.batches), self.batch_sharding)
+      self.state, metrics = self.step_fn(self.state, self.params, batch)
+      self.step += 1
+      if pending is not None:
+        self._read_metrics(*pending)
+      pending = (self.step, metrics)
+      if not self._compiled:          # the first step compiles: timed apart, not in the window
+        self._read_metrics(*pending)
+        pending = None
+        self._compiled = True
+        self.progress.write('train', self.step,
+                            {'timing/compilation_seconds': time.perf_counter() - t0})
+        self.progress.reset_window(self.step)
+        self._window, self._window_tokens = [], 0.0
+    if pending is not None:
+      self._read_metrics(*pending)
+
+  def _read_metrics(self, step: int, metrics) -> None:
+    values = {k: float(host(v)) for k, v in metrics.items()}
+    if not math.isfinite(values['loss']):
+      raise NonFiniteLossError(f'loss is {values["loss"]} at step {step}; stopping (lower the '
+                               'learning rate or check the data); last checkpoint: '
+                               f'{"none" if self.saved_step is None else self.saved_step}')
+    self._window_tokens += values['target_tokens']
+    self._window.append(values)
+    self._eval_losses.append(values['loss'])
+    self.progress.step(step, values['loss'])
+
+  def flush_metrics(self, step: int, t: Optional[float] = None) -> None:
+    """Writes the mean step metrics and the timing of the steps since the last flush."""
+    del t
+    if not self._window:
+      return
+    scalars = {k: float(np.mean([w[k] for w in self._window])) for k in self._window[0]}
+    scalars.update(self.progress.timing(step, self.schedule.batch_size, self._window_tokens))
+    self.progress.write('train', step, scalars)
+    self._window, self._window_tokens = [], 0.0
+
+  def _evaluate_boundary(self, step: int, t: Optional[float] = None) -> None:
+    del t
+    losses, self._eval_losses = self._eval_losses, []
+    self.evaluate(step, float(np.mean(losses)) if losses else None)
+
+  def evaluate(self, step: int, train_loss: Optional[float]) -> None:
+    """Scores the current prompt, records it (and the best prompt), reports it."""
+    t0, at = time.perf_counter(), self.elapsed()     # the time this step was reached
+    result = self.evaluator.evaluate(self.params, self.state.prompt)
+    entry = {'step': step, 'elapsed_s': at, 'train_s': at - self.overhead,
              'wall_time': time.time(), 'score': result['score'], 'metric': result['metric'],
              'tasks': result['tasks'], 'eval_seconds': result['seconds']}
     if train_loss is not None:
       entry['train_loss'] = train_loss
-    if record.add(entry):
-      best_prompt = host(prompt)
-      record.save(best_prompt)
+    if self.record.add(entry):
+      self.best_prompt = host(self.state.prompt)
+      self.record.save(self.best_prompt)
     else:
-      record.save()
+      self.record.save()
     scalars = {'score': result['score'], 'timing/evaluate_seconds': result['seconds']}
     for task, values in result['tasks'].items():
       scalars.update({f'{task}/{k}': v for k, v in values.items()})
-    progress.write('training_eval', step, scalars)
-    progress.message(f'step {step}: {result["metric"]} {result["score"]:.2f} '
-                     f'(best {record.best_score:.2f} at step {record.best_step})')
-    overhead += time.perf_counter() - t0
+    self.progress.write('training_eval', step, scalars)
+    self.progress.message(f'step {step}: {result["metric"]} {result["score"]:.2f} '
+                          f'(best {self.record.best_score:.2f} at step {self.record.best_step})')
+    self.overhead += time.perf_counter() - t0
 
-  def save(step):
-    nonlocal saved_step, overhead
+  def _checkpoint(self) -> dict:
+    return {'state': self.state, 'best_prompt': place(self.best_prompt, self.replicated)}
+
+  def save(self, step: int, t: Optional[float] = None) -> None:
+    """Checkpoints the state, best prompt and clock (asynchronously), and the prompt as numpy."""
+    del t
     t0 = time.perf_counter()
-    at = now_elapsed()
-    ckpt.save(step, {'state': state, 'best_prompt': place(best_prompt, replicated)},
-              {'elapsed_s': at, 'train_s': at - overhead,
-               'best_step': record.best_step,
-               'best_score': record.best_score, 'batches_consumed': step,
-               'batch_size': batch_size, 'process_count': jax.process_count()})
-    checkpointing.save_numpy_prompt(model_dir, step, host(state.prompt))
-    saved_step = step
-    progress.write('train', step, {'timing/checkpoint_seconds': time.perf_counter() - t0})
-    overhead += time.perf_counter() - t0
-
-  if start == 0 and settings.eval_at_start:
-    evaluate(0, state.prompt, None)
-  pending = None        # (step, metrics) of the last dispatched step, checked one step later
-  window_tokens = 0.0
-  window_losses = []
-  eval_window = []      # losses since the last evaluation (its `train_loss`)
-  first_step_time = None
-
-  def check(pending_):
-    nonlocal window_tokens
-    step_no, metrics = pending_
-    values = {k: float(host(v)) for k, v in metrics.items()}
-    if not math.isfinite(values['loss']):
-      raise NonFiniteLossError(f'loss is {values["loss"]} at step {step_no}; stopping (lower the '
-                               'learning rate or check the data); last checkpoint: '
-                               f'{saved_step if saved_step is not None else "none"}')
-    window_tokens += values['target_tokens']
-    window_losses.append(values)
-    eval_window.append(values['loss'])
-    progress.step(step_no, values['loss'])
-
-  step = start
-  try:
-    while step < train_steps:
-      t_step = time.perf_counter()
-      batch = data_lib.to_global(next(batches), batch_sharding)
-      state, metrics = step_fn(state, params, batch)
-      step += 1
-      if pending is not None:
-        check(pending)
-      pending = (step, metrics)
-      if first_step_time is None:
-        check(pending)
-        pending = None
-        first_step_time = time.perf_counter() - t_step
-        progress.write('train', step, {'timing/compilation_seconds': first_step_time})
-        progress.reset_window(step)
-        window_tokens, window_losses[:] = 0.0, []
-      boundary = (step % log_period == 0 or step % eval_period == 0 or
-                  step % checkpoint_period == 0 or step == train_steps)
-      if not boundary:
-        continue
-      if pending is not None:
-        check(pending)
-        pending = None
-      if window_losses and (step % log_period == 0 or step == train_steps):
-        scalars = {k: float(np.mean([w[k] for w in window_losses])) for k in window_losses[0]}
-        scalars.update(progress.timing(step, batch_size, window_tokens))
-        progress.write('train', step, scalars)
-        window_tokens, window_losses[:] = 0.0, []
-      if step % eval_period == 0 or step == train_steps:
-        evaluate(step, state.prompt, float(np.mean(eval_window)) if eval_window else None)
-        eval_window.clear()
-      if step % checkpoint_period == 0 or step == train_steps:
-        save(step)
-      progress.reset_window(step)
-  finally:
-    progress.close()
-  ckpt.wait()
-  summary = record.to_json()
-  summary.update(final_step=step, model_dir=model_dir, final_prompt=host(state.prompt),
-                 best_prompt=best_prompt)
-  return summary
+    at = self.elapsed()
+    self.ckpt.save(step, self._checkpoint(),
+                   {'elapsed_s': at, 'train_s': at - self.overhead,
+                    'best_step': self.record.best_step, 'best_score': self.record.best_score,
+                    'batches_consumed': step, 'batch_size': self.schedule.batch_size,
+                    'process_count': jax.process_count()})
+    checkpointing.save_numpy_prompt(self.model_dir, step, host(self.state.prompt))
+    self.saved_step = step
+    self.progress.write('train', step, {'timing/checkpoint_seconds': time.perf_counter() - t0})
+    self.overhead += time.perf_counter() - t0
 
 
 def _check_resume(model_dir: str, meta: Mapping[str, Any], batch_size: int) -> None:

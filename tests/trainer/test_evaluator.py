@@ -11,7 +11,7 @@ from prompt_transfer_jax import partitioning, tasks
 from prompt_transfer_jax.models import t5 as t5_lib
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
 from prompt_transfer_jax.trainer import frozen_model
-from prompt_transfer_jax.trainer.placement import place
+from prompt_transfer_jax.partitioning import place
 
 LENGTHS = {'inputs': 16, 'targets': 3}
 OVERRIDES = {'vocab_size': tasks.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, 'head_dim': 16,
@@ -24,7 +24,7 @@ def setup():
   mesh = partitioning.make_mesh()
   shardings = model.shardings(mesh)
   prompt = np.random.default_rng(0).normal(size=(4, 32)).astype(np.float32)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  replicated = partitioning.replicated(mesh)
   return model, mesh, shardings, place(model.params, shardings), prompt, place(prompt, replicated)
 
 

@@ -11,7 +11,7 @@ from prompt_transfer_jax.models import t5 as t5_lib
 from prompt_transfer_jax.models.backbone import T5Backbone
 from prompt_transfer_jax.trainer import step as step_lib
 from prompt_transfer_jax.trainer.frozen_model import random_t5_params
-from prompt_transfer_jax.trainer.placement import host, place
+from prompt_transfer_jax.partitioning import host, place
 
 CONFIG = t5_preset('t5x_tiny').replace(vocab_size=64)
 

@@ -13,7 +13,7 @@ from prompt_transfer_jax.analysis.spearman import load_transfer_matrix
 from prompt_transfer_jax.checkpoints import save_hf_t5
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
 from prompt_transfer_jax.trainer import frozen_model
-from prompt_transfer_jax.trainer.placement import place
+from prompt_transfer_jax.partitioning import place
 from prompt_transfer_jax.transfer import cli, zero_shot
 
 TINY = {'vocab_size': tasks.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, 'head_dim': 16,
@@ -40,7 +40,7 @@ def evaluate_each(model, prompts, targets, lengths, batch_size):
   shardings = model.shardings(mesh)
   ev = evaluator_lib.Evaluator(model, targets, lengths, batch_size, mesh, shardings)
   params = place(model.params, shardings)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  replicated = partitioning.replicated(mesh)
   return [ev.evaluate(params, place(p, replicated))['tasks'] for p in prompts]
 
 
@@ -90,7 +90,7 @@ def test_square_matrix_feeds_the_analysis(tmp_path, model, prompts):
   ev = evaluator_lib.Evaluator(model, names, LENGTHS, 16, mesh, model.shardings(mesh), max_examples=40)
   zeros = ev.evaluate(place(model.params, model.shardings(mesh)),
                       place(np.zeros((4, 32), np.float32),
-                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())))
+                            partitioning.replicated(mesh)))
   assert data['baseline']['scores'] == pytest.approx([zeros['tasks'][n]['accuracy'] for n in names])
 
 
