@@ -17,7 +17,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from prompt_transfer_jax.files import atomic_path  # noqa: E402
+from prompt_transfer_jax.files import atomic_write  # noqa: E402
 from prompt_transfer_jax.analysis.indicators import INDICATORS  # noqa: E402
 from prompt_transfer_jax.analysis.spearman import relative_transfer  # noqa: E402
 
@@ -25,10 +25,11 @@ _ANNOTATE_MAX = 20  # write values into heatmap cells up to this many rows/colum
 
 
 def _save(fig, path: str) -> None:
-  tmp = atomic_path(path)
-  fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')
-  plt.close(fig)
-  os.replace(tmp, path)
+  try:
+    with atomic_write(path, 'wb') as f:
+      fig.savefig(f, format='png', dpi=110, bbox_inches='tight')
+  finally:
+    plt.close(fig)
 
 
 def heatmap(matrix, rows, cols, title: str, path: str, xlabel: str = '', ylabel: str = '',
@@ -113,16 +114,10 @@ def render_report(result: dict, out_dir: str, title: str = 'Prompt transferabili
     if 'spearman' in groups:
       group_spearman_chart(groups, fig_path('on_spearman_by_layer_group'))
   markdown = _markdown(result, figures, title)
-  _write_text(os.path.join(out_dir, 'report.md'), markdown)
-  _write_text(os.path.join(out_dir, 'report.html'), _html(result, figures, title))
+  for name, text in (('report.md', markdown), ('report.html', _html(result, figures, title))):
+    with atomic_write(os.path.join(out_dir, name)) as f:
+      f.write(text)
   return figures
-
-
-def _write_text(path: str, text: str) -> None:
-  tmp = atomic_path(path)
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def _fmt(x: Optional[float]) -> str:

@@ -9,14 +9,13 @@ undefined rho (NaN) and is left out of the mean.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Optional, Sequence
 
 import numpy as np
 from scipy import stats
 
-from prompt_transfer_jax.files import write_json
+from prompt_transfer_jax.files import read_json, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +86,7 @@ def spearman(transfer, similarity, bootstrap: int = 2000, seed: int = 0) -> Spea
 
 def load_transfer_matrix(path: str) -> tuple[list[str], np.ndarray]:
   """Reads `{"tasks": [...], "matrix": [[...]]}` (rows = targets, columns = sources)."""
-  try:
-    with open(path) as f:
-      data = json.load(f)
-  except FileNotFoundError:
-    raise FileNotFoundError(f'transfer matrix file not found: {path}') from None
-  except json.JSONDecodeError as e:
-    raise ValueError(f'{path}: not valid JSON ({e})') from None
+  data = read_json(path, 'transfer matrix file')
   if not isinstance(data, dict) or 'tasks' not in data or 'matrix' not in data:
     raise ValueError(f'{path}: expected an object with "tasks" and "matrix"')
   tasks = data['tasks']

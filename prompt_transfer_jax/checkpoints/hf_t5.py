@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Mapping
 
 import numpy as np
@@ -23,6 +22,7 @@ import safetensors.numpy
 from safetensors import safe_open
 
 from prompt_transfer_jax.config import T5Config
+from prompt_transfer_jax.files import atomic_write
 
 CONFIG_FILE = 'config.json'
 WEIGHTS_FILE = 'model.safetensors'
@@ -233,19 +233,6 @@ def read_hf_t5(path) -> tuple[T5Config, dict]:
   return config, params
 
 
-def _atomic_write(path: str, write) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + '.tmp-')
-  os.close(fd)
-  try:
-    write(tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def save_hf_t5(path, config: T5Config, params: Mapping) -> str:
   """Writes `config.json` + `model.safetensors` that transformers' T5ForConditionalGeneration
   loads as the same model (each file written to a temporary name, then renamed)."""
@@ -261,11 +248,9 @@ def save_hf_t5(path, config: T5Config, params: Mapping) -> str:
   if not config.logits_via_embedding:
     head = np.asarray(params['decoder']['logits_dense']['kernel']).T
     tensors[LM_HEAD] = np.ascontiguousarray(head)
-  _atomic_write(os.path.join(directory, WEIGHTS_FILE),
-                lambda tmp: safetensors.numpy.save_file(tensors, tmp, metadata={'format': 'pt'}))
-
-  def write_config(tmp):
-    with open(tmp, 'w') as f:
-      json.dump(hf_config(config), f, indent=2)
-  _atomic_write(os.path.join(directory, CONFIG_FILE), write_config)
+  with atomic_write(os.path.join(directory, WEIGHTS_FILE), 'wb') as f:
+    # safetensors writes by file name: it fills the temporary `f` names (nothing goes through f).
+    safetensors.numpy.save_file(tensors, f.name, metadata={'format': 'pt'})
+  with atomic_write(os.path.join(directory, CONFIG_FILE)) as f:
+    json.dump(hf_config(config), f, indent=2)
   return directory
