@@ -141,7 +141,7 @@ def test_bank_errors(tmp_path, capsys):
 
 
 def test_recommend_after_a_short_prompt_tuning_run(tmp_path, capsys):
-  """`--short-run STEPS`: the trainer tunes a query prompt on the new task, then ON / C_average rank."""
+  """`--short_run=STEPS`: the trainer tunes a query prompt on the new task, then ON / C_average rank."""
   from prompt_transfer_jax import tasks
   from prompt_transfer_jax.analysis.activation_store import load_activations
   from prompt_transfer_jax.analysis.activations import extract_activations, t5_sentinel_inputs
