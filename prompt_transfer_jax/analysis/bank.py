@@ -77,7 +77,21 @@ class PromptBank:
   def add(self, name: str, prompt, task: str, backbone: str, type: Optional[str] = None,
           score: Optional[float] = None, steps: Optional[int] = None, activations=None,
           activation_meta: Optional[dict] = None, overwrite: bool = False) -> BankEntry:
-    """Stores `prompt` [P, E] (and optional activations [layers, d_ff]) under `name`."""
+    """Stores `prompt` [P, E] (and optional activations [layers, d_ff]) under `name`.
+
+    Args:
+      name: entry name, also its file name (letters, digits and `_.+-`).
+      prompt: the trained prompt `[P, E]`.
+      task: the task it was trained on (excluded when recommending for that task).
+      backbone: the model it was trained on; only prompts of one backbone are compared.
+      type: task type (SA, NLI, ...), for display.
+      score: its prompt-tuning score on `task`, for display.
+      steps: its training steps, for display.
+      activations: its FFN activations `[layers, d_ff]` (enables ranking by ON).
+      activation_meta: their extraction settings (`{'spec': ..., 'layers': [...]}`); only
+        activations with equal settings are compared.
+      overwrite: replace an entry of the same name instead of failing.
+    """
     if not _NAME.match(name):
       raise ValueError(f'bank entry name {name!r} must be letters, digits and _.+- (a file name)')
     prompt = np.asarray(prompt, np.float32)
