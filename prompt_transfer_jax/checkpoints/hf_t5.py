@@ -21,6 +21,7 @@ import numpy as np
 import safetensors.numpy
 from safetensors import safe_open
 
+from prompt_transfer_jax.checkpoints.store import unflatten
 from prompt_transfer_jax.config import T5Config
 from prompt_transfer_jax.files import atomic_write
 
@@ -224,13 +225,7 @@ def read_hf_t5(path) -> tuple[T5Config, dict]:
     if scale:
       kernel = kernel * np.asarray(config.emb_dim ** -0.5, kernel.dtype)
     flat[('decoder', 'logits_dense', 'kernel')] = np.ascontiguousarray(kernel)
-  params: dict = {}
-  for param_path, value in flat.items():
-    node = params
-    for key in param_path[:-1]:
-      node = node.setdefault(key, {})
-    node[param_path[-1]] = value
-  return config, params
+  return config, unflatten(flat)
 
 
 def save_hf_t5(path, config: T5Config, params: Mapping) -> str:
