@@ -61,11 +61,16 @@ def fail(prog: str, error: BaseException, debug: bool = False) -> int:
   return EXIT_USAGE if isinstance(error, (flags.Error,) + _BAD_INPUT) else EXIT_ERROR
 
 
-def gin_flags(fv: flags.FlagValues) -> None:
-  """`--gin_file`, `--gin_bindings` (and `--gin.NAME=VALUE`), search paths, multi-host."""
+def gin_file_flags(fv: flags.FlagValues) -> None:
+  """`--gin_file` (repeated) and `--gin_bindings` (or `--gin.NAME=VALUE`)."""
   flags.DEFINE_multi_string('gin_file', [], 'gin file(s), applied in order', flag_values=fv)
   flags.DEFINE_multi_string('gin_bindings', [], "gin bindings, e.g. 'BATCH_SIZE = 16'",
                             flag_values=fv)
+
+
+def gin_flags(fv: flags.FlagValues) -> None:
+  """The flags of a gin-configured run: gin files and bindings, search paths, data, multi-host."""
+  gin_file_flags(fv)
   flags.DEFINE_list('gin_search_paths', [], 'directories searched for relative --gin_file paths',
                     flag_values=fv)
   flags.DEFINE_string('tfds_data_dir', None, 'TFDS data directory override', flag_values=fv)

@@ -378,7 +378,7 @@ def _bank_recommend_flags(fv: flags.FlagValues) -> None:
   # Make the query prompt with a short prompt-tuning run on --task (instead of --prompt):
   flags.DEFINE_integer('short_run', None, 'steps of prompt tuning on --task for the query prompt',
                        lower_bound=1, flag_values=fv)
-  command.gin_flags(fv)
+  command.gin_file_flags(fv)
   flags.DEFINE_string('short_run_dir', None, 'keep the run here (default: a removed temporary '
                       'dir)', flag_values=fv)
   command.require(fv, 'bank', 'task')
