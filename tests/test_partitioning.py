@@ -28,9 +28,13 @@ _SCRIPT = textwrap.dedent('''
     single = np.asarray(model.apply({'params': params}, enc, dec, prompt=prompt))
     for act_dims, param_dims in [(1, 1), (2, 2)]:
       rules = partitioning.standard_logical_axis_rules(act_dims, param_dims)
-      mesh = partitioning.make_mesh(model_parallel=4)
-      shardings = partitioning.logical_shardings(t5.abstract_params(cfg), mesh, rules)
-      sharded = partitioning.place(params, shardings)
+      mesh, shardings, sharded = partitioning.place_params(
+          params, lambda m: partitioning.logical_shardings(t5.abstract_params(cfg), m, rules),
+          model_parallel=4)
+      assert dict(mesh.shape) == {'data': 2, 'model': 4}
+      on_mesh = partitioning.place(prompt, partitioning.replicated(mesh))
+      assert len(on_mesh.sharding.device_set) == 8
+      np.testing.assert_array_equal(partitioning.host(on_mesh), prompt)
       kernel = sharded['encoder']['layers_0']['mlp']['wi_0']['kernel']
       assert len(kernel.sharding.device_set) == 8
       assert kernel.addressable_shards[0].data.shape[1] == 32 // 4, kernel.addressable_shards[0].data.shape
