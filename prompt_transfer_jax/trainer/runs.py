@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import gin
 
+from prompt_transfer_jax.trainer import gin_checks
+
 GIN_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'gin_configs'
 _CONSTANTS: dict = {}
 
@@ -64,6 +66,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
     gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
   finally:
     logging.disable(logging.NOTSET)
+  gin_checks.check_macros(bindings)
 
 
 def run_gin(fn: Callable[[], Any], gin_files: Sequence[str], bindings: Sequence[str] = (),
