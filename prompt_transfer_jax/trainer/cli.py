@@ -210,7 +210,7 @@ def export_main(argv: Sequence[str]) -> int:
     try:
       export.check_out_dir(fv.out)
       prompt = export.import_prompt(fv.prompt)
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:
       raise UsageError(str(e)) from None
     if fv.format == 'peft':
       out = export.export_peft(prompt, fv.out, fv.task_type, fv.base_model_name_or_path,
