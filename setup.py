@@ -11,7 +11,7 @@ setuptools.setup(
         'jax', 'flax', 'optax', 'orbax-checkpoint', 'tensorstore', 'gin-config', 'absl-py',
         'seqio', 'tensorflow', 'tensorflow-text', 'tensorflow-datasets', 'sentencepiece',
         'safetensors', 'msgpack', 'numpy', 'scipy', 'matplotlib', 'rouge-score', 'tqdm',
-        'clu', 'tensorboard', 'zstandard', 'nltk',
+        'clu', 'tensorboard', 'zstandard',
     ],
     extras_require={'test': ['pytest', 'pytest-xdist', 'torch', 'transformers', 'peft'],
                     # `ptj data prepare`: TFDS builders need importlib_resources; `datasets` is
