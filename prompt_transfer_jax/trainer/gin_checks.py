@@ -18,6 +18,8 @@ import gin
 
 _MACRO = 'gin.macro'
 TYPO_CUTOFF = 0.85    # difflib ratio above which an unused file macro is taken for a typo
+# Macros read by the runner itself rather than referenced by a binding.
+RUNNER_MACROS = frozenset({'MIXTURE_OR_TASK_MODULE'})
 _BINDING_NAME = re.compile(r'^\s*([A-Za-z_][\w.]*)\s*=')
 
 
@@ -44,7 +46,7 @@ def macro_problems(bindings: Sequence[str] = ()) -> list[str]:
   defined, referenced = macro_usage()
   from_bindings = {m.group(1) for m in map(_BINDING_NAME.match, bindings) if m}
   problems = []
-  for name in sorted(defined - referenced):
+  for name in sorted(defined - referenced - RUNNER_MACROS):
     if name in from_bindings or _hint(name, referenced, TYPO_CUTOFF):
       problems.append(f'gin macro {name} is set but never used{_hint(name, referenced)}')
   for name in sorted(referenced - defined):
@@ -57,6 +59,23 @@ def check_macros(bindings: Sequence[str] = ()) -> None:
   problems = macro_problems(bindings)
   if problems:
     raise ValueError('; '.join(problems))
+
+
+def macro_value(name: str, default=None):
+  """The value bound to gin macro `name` (`NAME = value`), `default` if it is not set."""
+  bindings = gin.config._CONFIG.get((name, _MACRO))  # noqa: SLF001
+  return default if bindings is None else bindings.get('value', default)
+
+
+def task_modules() -> list[str]:
+  """MIXTURE_OR_TASK_MODULE (T5X's name): a module name or a list of them, [] if unset."""
+  value = macro_value('MIXTURE_OR_TASK_MODULE')
+  if value is None:
+    return []
+  values = list(value) if isinstance(value, (list, tuple)) else [value]
+  if not all(isinstance(v, str) for v in values):
+    raise ValueError(f'MIXTURE_OR_TASK_MODULE must be a module name or a list of them, got {value!r}')
+  return values
 
 
 def positive_int(name: str, value) -> int:

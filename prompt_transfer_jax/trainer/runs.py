@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import gin
 
+from prompt_transfer_jax.tasks.prepare import import_task_modules
 from prompt_transfer_jax.trainer import gin_checks
 
 GIN_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'gin_configs'
@@ -66,6 +67,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
     gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
   finally:
     logging.disable(logging.NOTSET)
+  import_task_modules(gin_checks.task_modules())
   gin_checks.check_macros(bindings)
 
 
