@@ -27,6 +27,7 @@ import numpy as np
 import tensorstore as ts
 import zstandard
 
+from prompt_transfer_jax.checkpoints import remote
 from prompt_transfer_jax.config import T5_PRESETS, T5Config
 
 INDEX_FILE = 'checkpoint'
@@ -410,6 +411,7 @@ def open_checkpoint(path) -> Checkpoint:
   """Opens a T5X / Orbax checkpoint given a model dir, step dir or the msgpack file itself."""
   from prompt_transfer_jax.checkpoints import orbax  # pylint: disable=import-outside-toplevel
   loc = Location.of(path)
+  remote.reachable(loc.path, loc.exists)
   if loc.is_file():
     return read_index(loc, _step_of(loc.parent))
   if not loc.is_dir():
