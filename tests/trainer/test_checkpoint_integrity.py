@@ -86,3 +86,24 @@ def test_numpy_snapshot_checksum_and_no_leftover_on_failure(tmp_path, monkeypatc
   with pytest.raises(OSError, match='No space'):
     checkpointing.save_numpy_prompt(model_dir, 8, np.ones((2, 3)))
   assert sorted(os.listdir(tmp_path / checkpointing.NUMPY_DIR)) == ['checkpoint_7']
+
+
+def test_train_falls_back_from_a_corrupt_latest_checkpoint_bit_identically(tmp_path, run_train):
+  """A flipped byte in the latest checkpoint: detected, the run resumes from the previous one and
+  ends bit-identical to the uninterrupted run."""
+  from tests.trainer.conftest import final_prompt, synth_args
+  args = synth_args(tmp_path / 'run', 6, eval_period=2,
+                    extra=['--gin.CHECKPOINT_PERIOD=2', '--gin.ptj.train.keep_checkpoints=2'])
+  code, _, err = run_train(args)
+  assert code == 0, err
+  run = str(tmp_path / 'run')
+  uninterrupted = final_prompt(run, 6)
+  assert checkpointing.committed_steps(run) == [4, 6]
+  _flip(_largest_file(checkpointing.step_dir(run, 6)))
+  code, _, err = run_train(args)
+  assert code == 0, err
+  assert 'resumed' in err and 'at step 4' in err
+  assert os.path.isdir(os.path.join(run, 'corrupt', 'checkpoint_6'))
+  np.testing.assert_array_equal(final_prompt(run, 6), uninterrupted)
+  assert checkpointing.committed_steps(run) == [4, 6]
+  assert all(checkpointing.verify_step(run, s) is None for s in (4, 6))
