@@ -134,6 +134,26 @@ def quarantine(model_dir: str, step: int) -> str:
   return target
 
 
+# What a run leaves that is worth keeping even when it failed (the failure handler never deletes
+# a MODEL_DIR holding any of it): records, the best prompt, TensorBoard event directories.
+WORK_FILES = ('metrics.json', 'best_prompt.npy')
+WORK_DIRS = ('train', 'training_eval', NUMPY_DIR)
+
+
+def work_in(model_dir: str) -> list[str]:
+  """The committed work in `model_dir` (checkpoints, snapshots, records, events); a failure
+  handler may remove a directory it created only when this is empty."""
+  if not os.path.isdir(model_dir):
+    return []
+  found = [f'{STEP_PREFIX}_{s}' for s in committed_steps(model_dir)]
+  found += [name for name in WORK_FILES if os.path.exists(os.path.join(model_dir, name))]
+  for name in WORK_DIRS:
+    path = os.path.join(model_dir, name)
+    if os.path.isdir(path) and any(names for _, _, names in os.walk(path)):
+      found.append(name)
+  return found
+
+
 def numpy_prompt_path(model_dir: str, step: int) -> str:
   return os.path.join(model_dir, NUMPY_DIR, f'{STEP_PREFIX}_{step}', T5X_PROMPT_NAME)
 

@@ -107,3 +107,17 @@ def test_train_falls_back_from_a_corrupt_latest_checkpoint_bit_identically(tmp_p
   np.testing.assert_array_equal(final_prompt(run, 6), uninterrupted)
   assert checkpointing.committed_steps(run) == [4, 6]
   assert all(checkpointing.verify_step(run, s) is None for s in (4, 6))
+
+
+def test_work_in_lists_what_a_failure_handler_must_keep(tmp_path):
+  run = str(tmp_path / 'run')
+  assert checkpointing.work_in(run) == []
+  os.makedirs(os.path.join(run, 'train'))                       # empty event dir: nothing yet
+  (tmp_path / 'run' / 'config.gin').write_text('')
+  (tmp_path / 'run' / 'checkpoint_3.orbax-checkpoint-tmp-1').mkdir()
+  assert checkpointing.work_in(run) == []
+  (tmp_path / 'run' / 'train' / 'events.out.tfevents.1').write_bytes(b'x')
+  checkpointing.save_numpy_prompt(run, 0, np.zeros((2, 2)))
+  (tmp_path / 'run' / 'metrics.json').write_text('{}')
+  (tmp_path / 'run' / 'checkpoint_5').mkdir()
+  assert checkpointing.work_in(run) == ['checkpoint_5', 'metrics.json', 'train', 'numpy_checkpoints']
