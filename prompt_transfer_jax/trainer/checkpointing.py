@@ -243,9 +243,12 @@ class Checkpointer:
     """Once the pending save has committed: its checksums, then rotation."""
     if self._pending is None:
       return
-    self._manager.wait_until_finished()
     step, self._pending = self._pending, None
-    write_checksum(self.model_dir, step)
+    self._manager.wait_until_finished()
+    try:
+      write_checksum(self.model_dir, step)
+    except OSError as e:   # e.g. a full disk: the step stays usable, unverified
+      logging.warning('could not write the checksums of checkpoint %d: %s', step, e)
     steps = self._manager.all_steps()
     intact = [s for s in steps if verify_step(self.model_dir, s) is None]
     for old in steps_to_remove(steps, intact, self.keep):

@@ -121,3 +121,15 @@ def test_work_in_lists_what_a_failure_handler_must_keep(tmp_path):
   (tmp_path / 'run' / 'metrics.json').write_text('{}')
   (tmp_path / 'run' / 'checkpoint_5').mkdir()
   assert checkpointing.work_in(run) == ['checkpoint_5', 'metrics.json', 'train', 'numpy_checkpoints']
+
+
+def test_a_full_disk_while_writing_checksums_leaves_the_step_usable(tmp_path, monkeypatch):
+  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=1, asynchronous=False)
+  _save(ckpt, 1)
+
+  def full(*_):
+    raise OSError(errno.ENOSPC, 'No space left on device')
+  monkeypatch.setattr(checkpointing, 'write_checksum', full)
+  ckpt.close()
+  assert checkpointing.verify_step(str(tmp_path), 1) == 'unverified'
+  assert checkpointing.newest_usable_step(str(tmp_path)) == (1, [])
