@@ -215,11 +215,15 @@ class Checkpointer:
     """The newest usable step; newer corrupt steps are reported and moved to MODEL_DIR/corrupt/."""
     self._finalize()
     step, problems = newest_usable_step(self.model_dir, self._manager.all_steps())
-    if problems and jax.process_index() == 0:
-      for problem in problems:
-        logging.warning('corrupt checkpoint skipped: %s', problem)
-      for bad in [s for s in self._manager.all_steps() if step is None or s > step]:
-        quarantine(self.model_dir, bad)
+    if problems:                 # every process sees the same files, so all of them get here
+      if jax.process_index() == 0:
+        for problem in problems:
+          logging.warning('corrupt checkpoint skipped: %s', problem)
+        for bad in [s for s in self._manager.all_steps() if step is None or s > step]:
+          quarantine(self.model_dir, bad)
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices('ptj: corrupt checkpoints moved')
       self._manager.reload()
     self.problems += problems
     return step
@@ -250,7 +254,9 @@ class Checkpointer:
     except OSError as e:   # e.g. a full disk: the step stays usable, unverified
       logging.warning('could not write the checksums of checkpoint %d: %s', step, e)
     steps = self._manager.all_steps()
-    intact = [s for s in steps if verify_step(self.model_dir, s) is None]
+    # The step just committed counts as intact on every process (process 0 may still be writing
+    # its checksums), so all processes take the same decisions (Orbax deletes collectively).
+    intact = [s for s in steps if s == step or verify_step(self.model_dir, s) is None]
     for old in steps_to_remove(steps, intact, self.keep):
       self._manager.delete(old)
       if jax.process_index() == 0 and os.path.exists(checksum_path(self.model_dir, old)):
