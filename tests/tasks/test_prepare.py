@@ -99,3 +99,11 @@ def test_user_task_modules_are_imported(tasks, tmp_path):
     prepare.import_task_modules([str(broken)])
   with pytest.raises(FileNotFoundError, match='task module not found'):
     prepare.import_task_modules([str(tmp_path / 'absent.py')])
+
+
+def test_tfds_builders_of_the_paper_construct_offline(tmp_path):
+  """What `ptj data prepare` needs before any download (TFDS imports importlib_resources)."""
+  pytest.importorskip('importlib_resources', reason='install requirements-lock.txt (TFDS prepare)')
+  import tensorflow_datasets as tfds
+  builder = tfds.builder('glue/sst2:2.0.0', data_dir=str(tmp_path))
+  assert builder.info.full_name == 'glue/sst2/2.0.0' and not builder.is_prepared()
