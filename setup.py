@@ -13,6 +13,9 @@ setuptools.setup(
         'safetensors', 'msgpack', 'numpy', 'scipy', 'matplotlib', 'rouge-score', 'tqdm',
         'clu', 'tensorboard', 'zstandard',
     ],
-    extras_require={'test': ['pytest', 'pytest-xdist', 'torch', 'transformers', 'peft']},
+    extras_require={'test': ['pytest', 'pytest-xdist', 'torch', 'transformers', 'peft'],
+                    # `ptj data prepare`: TFDS builders need importlib_resources; `datasets` is
+                    # the Hugging Face fallback.
+                    'data': ['importlib_resources', 'datasets']},
     entry_points={'console_scripts': ['ptj=prompt_transfer_jax.cli:main']},
 )

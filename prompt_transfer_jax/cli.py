@@ -20,6 +20,7 @@ COMMANDS = {
     'demo': ('prompt_transfer_jax.trainer.demo', 'main', 'end-to-end demo on the synthetic tasks'),
     'transfer': ('prompt_transfer_jax.transfer.cli', 'main', 'cross-task transfer: zero-shot matrix, TPT speedups, synthetic study'),
     'tasks': ('prompt_transfer_jax.tasks.cli', 'main', 'list / show / preview the registered tasks'),
+    'data': ('prompt_transfer_jax.tasks.data_cli', 'main', 'prepare: download / check task datasets'),
     'analyze': ('prompt_transfer_jax.analysis.cli', 'analyze_main', 'transferability indicators, Spearman, report'),
     'bank': ('prompt_transfer_jax.analysis.cli', 'bank_main', 'a bank of trained prompts: add / list / recommend'),
 }

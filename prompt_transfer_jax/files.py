@@ -99,23 +99,43 @@ def save_prompt(path: str, prompt) -> None:
   save_npy(path, np.asarray(prompt, np.float32))
 
 
+def check_prompt(value, where: str, shape: Optional[tuple] = None) -> np.ndarray:
+  """`value` as float32 `[P, E]` if it is a non-empty 2-D array of finite real floats (of
+  `shape` when given); otherwise a one-line error naming `where`. All-zero rows are allowed (the
+  `zeros` baseline prompt)."""
+  if not isinstance(value, np.ndarray):
+    raise ValueError(f'{where}: a prompt must be an array, got {type(value).__name__}')
+  if value.dtype.kind != 'f':
+    raise ValueError(f'{where}: a prompt must hold real floating-point numbers, got dtype '
+                     f'{value.dtype}')
+  if value.ndim != 2:
+    raise ValueError(f'{where}: a prompt must be a 2-D [P, E] array, got shape {value.shape}')
+  if value.size == 0:
+    raise ValueError(f'{where}: the prompt is empty (shape {value.shape})')
+  if shape is not None and tuple(value.shape) != tuple(shape):
+    raise ValueError(f'{where}: prompt has shape {tuple(value.shape)}, expected {tuple(shape)}')
+  bad = ~np.isfinite(value)
+  if bad.any():
+    row = int(np.argwhere(bad)[0][0])
+    raise ValueError(f'{where}: the prompt holds {int(bad.sum())} NaN/Inf values (first in row '
+                     f'{row})')
+  return value.astype(np.float32)
+
+
 def read_prompt(path: str, shape: Optional[tuple] = None) -> np.ndarray:
-  """A 2-D float32 `[P, E]` prompt from `.npy` (local or URL; never unpickled), optionally
-  checked against `shape`."""
+  """A 2-D float32 `[P, E]` prompt from `.npy` (local or URL; never unpickled), checked by
+  `check_prompt` (finite real floats, non-empty, of `shape` when given)."""
   path = os.fspath(path)
   try:
     with (_gfile().GFile(path, 'rb') if _is_url(path) else open(path, 'rb')) as f:
       value = np.load(f, allow_pickle=False)
   except FileNotFoundError:
     raise FileNotFoundError(f'prompt file not found: {path}') from None
+  except IsADirectoryError:
+    raise ValueError(f'{path}: is a directory, expected a .npy prompt file') from None
   except (ValueError, EOFError, OSError) as e:
-    raise ValueError(f'{path}: not a readable .npy prompt ({e})') from None
-  if not isinstance(value, np.ndarray) or value.ndim != 2:
-    raise ValueError(f'{path}: a prompt must be a 2-D [P, E] array, got shape '
-                     f'{getattr(value, "shape", None)}')
-  if shape is not None and tuple(value.shape) != tuple(shape):
-    raise ValueError(f'{path}: prompt has shape {tuple(value.shape)}, expected {tuple(shape)}')
-  return value.astype(np.float32)
+    raise ValueError(f'{path}: not a readable .npy prompt ({" ".join(str(e).split())})') from None
+  return check_prompt(value, path, shape)
 
 
 def list_prompts(directory: str) -> list[str]:

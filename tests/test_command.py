@@ -13,7 +13,7 @@ LEAF_COMMANDS = [
     ['transfer', 'zero-shot'], ['transfer', 'speedup'], ['transfer', 'study'],
     ['analyze', 'indicators'], ['analyze', 'similarity'], ['analyze', 'report'],
     ['analyze', 'activations'],
-    ['bank', 'add'], ['bank', 'list'], ['bank', 'recommend'],
+    ['bank', 'add'], ['bank', 'list'], ['bank', 'recommend'], ['data', 'prepare'],
 ]
 
 

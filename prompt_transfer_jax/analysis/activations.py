@@ -9,7 +9,9 @@ an activation `.npz` (see `activation_store`).
 Defaults follow the original code (spec section 5.2): T5 reads the decoder FFN pre-activation
 (`wi` / `wi_0`) at the first decoding step for the encoder input prompt + `<extra_id_0>`;
 RoBERTa reads the encoder FFN at the `<mask>` slot (position 0) for input prompt + `<s>`.
-Pads are masked here (the 1.0 T5 code let the encoder attend to them).
+Pads are masked here (the 1.0 T5 code let the encoder attend to them). Token ids are checked
+against the model's vocabulary (an out-of-range id gives NaN activations) and every chunk must be
+finite; a failure writes nothing (the `.npz` is written to a temporary name).
 """
 from __future__ import annotations
 
@@ -109,19 +111,46 @@ def make_extract_fn(backbone, spec: ExtractionSpec = T5_SPEC):
   return jax.jit(extract)
 
 
-def _check_inputs(inputs: Mapping[str, np.ndarray]) -> dict:
+def _check_inputs(inputs: Mapping[str, np.ndarray], vocab_size: Optional[int] = None) -> dict:
+  """Same number of examples in every field; token ids (`*_tokens`) integers in the vocabulary."""
   if not inputs:
     raise ValueError('inputs must hold at least one batch field (e.g. encoder_input_tokens)')
   arrays = {k: np.asarray(v) for k, v in inputs.items()}
   sizes = {k: v.shape[0] for k, v in arrays.items()}
   if len(set(sizes.values())) != 1:
     raise ValueError(f'input fields have different numbers of examples: {sizes}')
+  for name, value in arrays.items():
+    if not name.endswith('_tokens'):
+      continue
+    if value.dtype.kind not in 'iu':
+      raise ValueError(f'{name} must hold integer token ids, got dtype {value.dtype}')
+    if value.size and (value.min() < 0 or (vocab_size is not None and value.max() >= vocab_size)):
+      bad = int(value.max() if value.min() >= 0 else value.min())
+      raise ValueError(f'{name} holds token id {bad}, outside the model vocabulary [0, '
+                       f'{vocab_size}) (a T5 sentinel id for another vocabulary? set the '
+                       'sentinel id of this model)')
   return arrays
 
 
+def _vocab_size(backbone) -> Optional[int]:
+  return getattr(getattr(backbone, 'config', None), 'vocab_size', None)
+
+
+def check_finite(values: np.ndarray, what: str, names: Optional[Sequence[str]] = None) -> None:
+  """A one-line error naming the first rows (prompts) with NaN/Inf in `values` `[N, ...]`."""
+  bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+  if bad.any():
+    rows = np.flatnonzero(bad)
+    shown = [str(names[i]) if names is not None else str(i) for i in rows[:5]]
+    raise ValueError(f'{what} of {len(rows)} prompt(s) are not finite (NaN/Inf): '
+                     f'{", ".join(shown)}{" ..." if len(rows) > 5 else ""}; nothing was written')
+
+
 def iter_activations(backbone, params, prompts, inputs: Optional[Mapping] = None,
-                     spec: ExtractionSpec = T5_SPEC, chunk_size: int = 8, progress: bool = False):
-  """Yields `[c, layers, d_ff]` numpy chunks for `prompts` `[N, P, E]`, in order.
+                     spec: ExtractionSpec = T5_SPEC, chunk_size: int = 8, progress: bool = False,
+                     names: Optional[Sequence[str]] = None):
+  """Yields `[c, layers, d_ff]` numpy chunks for `prompts` `[N, P, E]` (named `names` in errors),
+  in order.
 
   The last chunk is padded with zero prompts to `chunk_size` so one compilation serves all.
   """
@@ -130,7 +159,7 @@ def iter_activations(backbone, params, prompts, inputs: Optional[Mapping] = None
     raise ValueError(f'prompts must be [N, P, {backbone.embed_dim}], got shape {prompts.shape}')
   if chunk_size <= 0:
     raise ValueError(f'chunk_size must be positive, got {chunk_size}')
-  inputs = _check_inputs(t5_sentinel_inputs() if inputs is None else inputs)
+  inputs = _check_inputs(t5_sentinel_inputs() if inputs is None else inputs, _vocab_size(backbone))
   fn = make_extract_fn(backbone, spec)
   n = prompts.shape[0]
   chunk_size = min(chunk_size, n)
@@ -143,7 +172,9 @@ def iter_activations(backbone, params, prompts, inputs: Optional[Mapping] = None
     real = chunk.shape[0]
     if real < chunk_size:
       chunk = np.concatenate([chunk, np.zeros((chunk_size - real,) + chunk.shape[1:], chunk.dtype)])
-    yield np.asarray(fn(params, chunk, inputs))[:real]
+    out = np.asarray(fn(params, chunk, inputs))[:real]
+    check_finite(out, 'the activations', (names or range(n))[start:start + real])
+    yield out
 
 
 def extract_activations(backbone, params, prompts, inputs: Optional[Mapping] = None,
@@ -165,8 +196,8 @@ def extract_to_file(path: str, backbone, params, names: Sequence[str], prompts,
   if 'encoder_input_tokens' in inputs:
     info['first_encoder_input_tokens'] = np.asarray(inputs['encoder_input_tokens'])[0].tolist()
   info.update(meta or {})
-  chunks = iter_activations(backbone, params, prompts, inputs, spec, chunk_size, progress)
-  first = next(chunks)
+  chunks = iter_activations(backbone, params, prompts, inputs, spec, chunk_size, progress, names)
+  first = next(chunks)     # a bad input fails here, before the file is opened
   layers = spec.layers if spec.layers is not None else tuple(range(first.shape[1]))
   with ActivationWriter(path, names, layers, first.shape[2], info) as writer:
     writer.write(first)

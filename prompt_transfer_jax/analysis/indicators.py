@@ -12,11 +12,12 @@ For prompts `P, Q` of shape `[l, d]` (all rows, the RoBERTa `<mask>` row 0 inclu
 Every function takes a stack of `N` items (and optionally `M` others) and returns the `[N, N]`
 (`[N, M]`) matrix with a few matrix products (float64), never a Python loop over pairs. Cosines
 with a zero vector are 0 (norms are clamped at `EPS`, as `torch.nn.functional.cosine_similarity`
-does).
+does). Prompts and activations must be finite. `prompt_warnings` flags what makes the numbers
+meaningless without making them fail: identical prompts, prompts that never left their init.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -31,7 +32,15 @@ def _as_prompts(prompts) -> np.ndarray:
   x = np.asarray(prompts, np.float64)
   if x.ndim != 3:
     raise ValueError(f'prompts must be a stack [N, length, dim], got shape {x.shape}')
+  _check_finite(x, 'prompts')
   return x
+
+
+def _check_finite(x: np.ndarray, what: str) -> None:
+  bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+  if bad.any():
+    raise ValueError(f'{what} {", ".join(map(str, np.flatnonzero(bad)[:5]))} (by position) hold '
+                     'NaN/Inf values; indicators of non-finite inputs are meaningless')
 
 
 def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -107,6 +116,7 @@ def _binary_rows(activations, layers) -> np.ndarray:
     raise ValueError(f'activations must be [N, layers, ...], got shape {a.shape}')
   if layers is not None:
     a = a[:, list(layers)]
+  _check_finite(np.asarray(a, np.float64), 'activations of prompts')
   # float32 counts are exact below 2**24 neurons and halve the memory of float64.
   return activated(a).reshape(a.shape[0], -1).astype(np.float32)
 
@@ -150,3 +160,27 @@ def similarity_matrices(prompts=None, activations=None,
     elif prompts is not None:
       out[name] = embedding_similarity(name, prompts)
   return out
+
+
+def prompt_warnings(names: Sequence[str], prompts,
+                    initial: Union[None, np.ndarray, Mapping[str, np.ndarray]] = None) -> list[str]:
+  """Warnings for prompts that make the indicators meaningless: byte-identical prompts (ON = 1,
+  every similarity maximal) and prompts equal to their initialization (`initial`: one `[P, E]`
+  prompt for all, or `{name: [P, E]}`; None = unknown)."""
+  x = np.asarray(prompts)
+  warnings = []
+  groups: dict[bytes, list[str]] = {}
+  for name, prompt in zip(names, x):
+    groups.setdefault(np.ascontiguousarray(prompt).tobytes(), []).append(str(name))
+  for group in groups.values():
+    if len(group) > 1:
+      warnings.append(f'identical prompts: {", ".join(group)} (their indicators and transfer '
+                      'are not comparable)')
+  if initial is not None:
+    stale = [str(n) for n, p in zip(names, x)
+             if (init := initial.get(n) if isinstance(initial, Mapping) else initial) is not None
+             and np.shape(init) == p.shape and np.array_equal(np.asarray(init, p.dtype), p)]
+    if stale:
+      warnings.append(f'prompts that never left their initialization: {", ".join(stale)} '
+                      '(not trained; check the learning rate and steps)')
+  return warnings

@@ -165,6 +165,8 @@ def _markdown(result: dict, figures: dict, title: str) -> str:
   lines = [f'# {title}', '', f'Tasks ({len(result["tasks"])}): {", ".join(result["tasks"])}', '',
            'Spearman: per target task over all source prompts (the target\'s own included), '
            'averaged over targets, x100; the interval resamples targets.', '']
+  if result.get('warnings'):
+    lines += ['## Warnings', ''] + [f'- {w}' for w in result['warnings']] + ['']
   for heading, header, rows in _tables(result):
     lines += [f'## {heading}', '', '| ' + ' | '.join(header) + ' |',
               '|' + '---|' * len(header)] + ['| ' + ' | '.join(r) + ' |' for r in rows] + ['']
@@ -181,6 +183,9 @@ def _html(result: dict, figures: dict, title: str) -> str:
            'table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 8px}</style>',
            f'</head><body><h1>{esc(title)}</h1>',
            f'<p>Tasks ({len(result["tasks"])}): {esc(", ".join(result["tasks"]))}</p>']
+  if result.get('warnings'):
+    parts.append('<h2>Warnings</h2><ul>' + ''.join(f'<li>{esc(w)}</li>' for w in result['warnings'])
+                 + '</ul>')
   for heading, header, rows in _tables(result):
     parts.append(f'<h2>{esc(heading)}</h2><table><tr>'
                  + ''.join(f'<th>{esc(h)}</th>' for h in header) + '</tr>')

@@ -4,13 +4,14 @@ For each target task t: Spearman's rho between `sim(P_s, P_t)` and the zero-shot
 prompt s on t, over all sources s *including t itself*; then the mean over targets, x100.
 Matrices are `[targets, sources]` in the same task order (row t = target t). Ranks use average
 ties, as `scipy.stats.spearmanr`; a target whose scores or similarities are constant has an
-undefined rho (NaN) and is left out of the mean.
+undefined rho (NaN) and is left out of the mean; `spearman_warnings` says so, and flags targets
+whose own prompt scores at chance. Non-finite scores or similarities are errors.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from scipy import stats
@@ -48,6 +49,11 @@ def _check_pair(transfer, similarity) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f'transfer matrix must be square [targets, sources], got shape {t.shape}')
   if s.shape != t.shape:
     raise ValueError(f'similarity matrix shape {s.shape} does not match transfer matrix shape {t.shape}')
+  for what, m in (('transfer', t), ('similarity', s)):
+    if not np.isfinite(m).all():
+      i, j = np.argwhere(~np.isfinite(m))[0]
+      raise ValueError(f'{what} matrix has non-finite entries (first at target {i}, source {j}); '
+                       'nothing can be ranked')
   return t, s
 
 
@@ -82,6 +88,27 @@ def spearman(transfer, similarity, bootstrap: int = 2000, seed: int = 0) -> Spea
   finite = rho[np.isfinite(rho)]
   value = 100.0 * float(finite.mean()) if finite.size else math.nan
   return SpearmanResult(value, rho, bootstrap_ci(rho, bootstrap, seed))
+
+
+def spearman_warnings(tasks: Sequence[str], results: Mapping[str, SpearmanResult], transfer,
+                      chance: Optional[Mapping[str, float]] = None,
+                      margin: float = 1.0) -> list[str]:
+  """Warnings for the Spearman table: targets left out of an indicator's average (constant
+  scores or similarities), and targets whose own prompt scores within `margin` points of
+  `chance[task]` (their transfer ranking is noise)."""
+  t = np.asarray(transfer, np.float64)
+  warnings = []
+  for name, result in results.items():
+    dropped = [(task, 'constant transfer scores' if np.ptp(t[i]) == 0 else 'constant similarities')
+               for i, task in enumerate(tasks) if not np.isfinite(result.per_target[i])]
+    if dropped:
+      warnings.append(f'{name}: {len(dropped)} of {len(tasks)} targets dropped from the average '
+                      f'({"; ".join(f"{task}: {why}" for task, why in dropped)})')
+  for i, task in enumerate(tasks):
+    if chance and task in chance and t[i, i] <= chance[task] + margin:
+      warnings.append(f'{task}: its own prompt scores {t[i, i]:.1f}, at chance ({chance[task]:.1f}); '
+                      'transfer to it is not meaningful')
+  return warnings
 
 
 def load_transfer_matrix(path: str) -> tuple[list[str], np.ndarray]:

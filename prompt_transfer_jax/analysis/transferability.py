@@ -12,7 +12,7 @@ import numpy as np
 
 from prompt_transfer_jax.analysis import indicators as ind
 from prompt_transfer_jax.analysis.layer_groups import analyze_layer_groups
-from prompt_transfer_jax.analysis.spearman import spearman
+from prompt_transfer_jax.analysis.spearman import spearman, spearman_warnings
 
 # The paper's Spearman correlations (x100), from the seed slides (spec section 6c).
 PAPER_SPEARMAN = {
@@ -41,6 +41,8 @@ def analyze_transferability(tasks: Sequence[str], transfer, prompts=None, activa
       'paper_spearman': PAPER_SPEARMAN,
       'transfer': transfer.tolist(),
       'similarity': {name: m.tolist() for name, m in sims.items()},
+      'warnings': ((ind.prompt_warnings(tasks, prompts) if prompts is not None else []) +
+                   spearman_warnings(tasks, results, transfer)),
   }
   if activations is not None:
     groups = analyze_layer_groups(activations, layer_ids, group_size, transfer, bootstrap, seed)

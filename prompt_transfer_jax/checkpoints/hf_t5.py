@@ -21,6 +21,7 @@ import numpy as np
 import safetensors.numpy
 from safetensors import safe_open
 
+from prompt_transfer_jax.checkpoints import validate
 from prompt_transfer_jax.checkpoints.store import unflatten
 from prompt_transfer_jax.config import T5Config
 from prompt_transfer_jax.files import atomic_write
@@ -207,6 +208,7 @@ def read_hf_t5(path) -> tuple[T5Config, dict]:
     raise ValueError(f'{tensors.where}: unexpected tensors {", ".join(unexpected[:8])}{more} '
                      '(not part of T5 with this config.json)')
   values = tensors.read([name for name, _, _ in table] + ([LM_HEAD] if LM_HEAD in tensors else []))
+  validate.check_tree(values, tensors.where)
   embedding = values[table[0][0]]
   untied_allowed = 'scale_decoder_outputs' in hf or hf.get('tie_word_embeddings') is False
   head = values.get(LM_HEAD)

@@ -20,6 +20,7 @@ import numpy as np
 from flax import linen as nn
 from safetensors import safe_open
 
+from prompt_transfer_jax.checkpoints import validate
 from prompt_transfer_jax.models import roberta as roberta_lib
 
 _CONFIG_FIELDS = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
@@ -180,7 +181,8 @@ def load_roberta(path: str, **config_overrides) -> tuple[roberta_lib.RobertaConf
     def read(name: str, file: str) -> np.ndarray:
       if file not in handles:
         handles[file] = stack.enter_context(safe_open(file, framework='flax'))
-      return np.asarray(handles[file].get_tensor(name), dtype)
+      raw = validate.check_floating(handles[file].get_tensor(name), f'{file}: {name}')
+      return np.asarray(raw, dtype)
 
     for ours, (hf, transposed) in _hf_names(config).items():
       if hf not in available:

@@ -21,6 +21,7 @@ import ml_dtypes
 import msgpack
 import numpy as np
 
+from prompt_transfer_jax.checkpoints import remote
 from prompt_transfer_jax.checkpoints import orbax
 from prompt_transfer_jax.checkpoints.store import (ZARR_DEFAULTS, Checkpoint, LazyArray,  # noqa: F401
                                                    Location, flatten, materialize, one_line,
@@ -155,6 +156,7 @@ def _step_of(loc: Location) -> Optional[int]:
 def open_checkpoint(path) -> Checkpoint:
   """Opens a T5X / Orbax checkpoint given a model dir, step dir or the msgpack file itself."""
   loc = Location.of(path)
+  remote.reachable(loc.path, loc.exists)
   if loc.is_file():
     return read_index(loc, _step_of(loc.parent))
   if not loc.is_dir():

@@ -170,26 +170,40 @@ def get_task_info(name: str) -> TaskInfo:
   return _INFOS[name]
 
 
-def label_targets(name: str) -> np.ndarray:
+def label_targets(name: str, length: Optional[int] = None) -> np.ndarray:
   """`[K, T]` int32 ids of each label word exactly as the task's `targets` feature holds them
-  (EOS included in the clean seq2seq layout), zero-padded to `T = target_length`."""
+  (EOS included in the clean seq2seq layout), zero-padded to `T = length` (default: the task's
+  target_length). Labels are measured unpadded: "negative</s>" fits `'targets': 4`."""
   info = get_task_info(name)
   if not info.is_classification:
     raise ValueError(f'task {name!r} is a {info.task_type} task; label targets exist only for '
                      'classification tasks')
   vocab_id = {'t5': 't5_vocab', 'mt5': 'mt5_vocab', 'roberta': 'roberta_tokenizer'}.get(info.family)
-  return _label_targets(name, settings.get(vocab_id) if vocab_id else '').copy()
+  rows = _label_rows(name, settings.get(vocab_id) if vocab_id else '')
+  length = info.target_length if length is None else int(length)
+  out = np.zeros((len(rows), length), np.int32)
+  for k, ids in enumerate(rows):
+    if len(ids) > length:
+      raise ValueError(f'label word {info.label_words[k]!r} of task {name!r} is {len(ids)} tokens, '
+                       f"more than TASK_FEATURE_LENGTHS['targets']={length}")
+    out[k, :len(ids)] = ids
+  return out
 
 
 @functools.lru_cache(maxsize=None)
-def _label_targets(name: str, vocab_path: str) -> np.ndarray:
+def _label_rows(name: str, vocab_path: str) -> tuple[tuple[int, ...], ...]:
+  """The unpadded label ids of each label word, checked against the vocabulary size."""
   del vocab_path  # part of the cache key only
   info, template = _INFOS[name], _TEMPLATES[name]
   vocab = vocabularies.get_vocabulary(info.family)
-  out = np.zeros((len(info.label_words), info.target_length), np.int32)
+  rows = []
   for k, word in enumerate(info.label_words):
     ids = list(vocab.encode(word))
-    if info.family == 'roberta':
+    bad = [i for i in ids if not 0 <= i < vocab.vocab_size]
+    if bad:
+      raise ValueError(f'label word {word!r} of task {name!r} has token id {bad[0]}, outside its '
+                       f'vocabulary of {vocab.vocab_size}')
+    if info.family == 'roberta':   # a fixed id of the 1.0 code, checked by the backbone
       ids = [template.mlm_label_id_overrides.get(info.layout, {}).get(k, ids[0])]
     elif info.layout == 'v1':
       ids = ids[:info.target_length]
@@ -198,5 +212,5 @@ def _label_targets(name: str, vocab_path: str) -> np.ndarray:
     if len(ids) > info.target_length:
       raise ValueError(f'label word {word!r} of task {name!r} is {len(ids)} tokens, more than '
                        f'its target_length {info.target_length}')
-    out[k, :len(ids)] = ids
-  return out
+    rows.append(tuple(int(i) for i in ids))
+  return tuple(rows)

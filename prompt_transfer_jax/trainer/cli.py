@@ -95,11 +95,13 @@ def eval_main(argv: Sequence[str]) -> int:
 
 
 def _export_flags(fv: flags.FlagValues) -> None:
-  flags.DEFINE_string('prompt', None, 'a prompt .npy file, or a MODEL_DIR (its best_prompt.npy)',
+  flags.DEFINE_string('prompt', None, 'a prompt .npy file, a MODEL_DIR (its best_prompt.npy) or '
+                      'a PEFT adapter directory',
                       flag_values=fv)
   flags.DEFINE_enum('format', 'peft', ['peft', 'numpy'], 'peft: PEFT adapter directory; numpy: '
                     'prompt-tuning encoder.prompt.prompt.prompt', flag_values=fv)
-  flags.DEFINE_string('out', None, 'output directory', flag_values=fv)
+  flags.DEFINE_string('out', None, 'output directory: new, empty, or a previous export',
+                      flag_values=fv)
   flags.DEFINE_string('base_model_name_or_path', None, 'PEFT: the base model it applies to',
                       flag_values=fv)
   flags.DEFINE_string('task_type', 'SEQ_2_SEQ_LM', 'PEFT task_type', flag_values=fv)
@@ -114,12 +116,9 @@ def export_main(argv: Sequence[str]) -> int:
   """`ptj export`: write a prompt as a PEFT adapter directory or a prompt-tuning numpy file."""
 
   def body(fv):
-    from prompt_transfer_jax.files import read_prompt
-    from prompt_transfer_jax.trainer import export, run_record
-    path = fv.prompt
-    if os.path.isdir(path):
-      path = os.path.join(path, run_record.BEST_PROMPT_FILE)
-    prompt = read_prompt(path)
+    from prompt_transfer_jax.trainer import export
+    export.check_out_dir(fv.out)
+    prompt = export.import_prompt(fv.prompt)
     if fv.format == 'peft':
       out = export.export_peft(prompt, fv.out, fv.task_type, fv.base_model_name_or_path,
                                fv.num_layers, fv.num_attention_heads)

@@ -57,10 +57,8 @@ class Evaluator:
       if not info.is_classification and frozen.family != 't5':
         raise ValueError(f'task {name!r} needs generation, which the {frozen.family} backbone '
                          'does not support')
-      label_targets = tasks.label_targets(name) if info.is_classification else None
-      if label_targets is not None and label_targets.shape[1] > self.lengths['targets']:
-        raise ValueError(f'task {name!r}: label targets are {label_targets.shape[1]} tokens, '
-                         f"longer than TASK_FEATURE_LENGTHS['targets']={self.lengths['targets']}")
+      label_targets = (tasks.label_targets(name, self.lengths['targets'])
+                       if info.is_classification else None)
       seqio_task = data_lib.provider(name)
       vocab = seqio_task.output_features['targets'].vocabulary
       eval_set = data_lib.eval_set(name, self.lengths, split, frozen.pad_id, max_examples)

@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import gin
 
+from prompt_transfer_jax.trainer import gin_checks
+
 GIN_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'gin_configs'
 _CONSTANTS: dict = {}
 
@@ -50,7 +52,8 @@ _ADDED: set[str] = set()
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
               extra_search_paths: Sequence[str] = ()) -> None:
-  """Clears gin, then parses `gin_files` (in order) and `bindings` ('NAME = VALUE' strings)."""
+  """Clears gin, then parses `gin_files` (in order) and `bindings` ('NAME = VALUE' strings),
+  imports MIXTURE_OR_TASK_MODULE and refuses misspelled macros (`gin_checks`)."""
   register_configurables()
   gin.clear_config()
   search = search_paths(extra_search_paths)
@@ -64,6 +67,9 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
     gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
   finally:
     logging.disable(logging.NOTSET)
+  from prompt_transfer_jax.tasks.prepare import import_task_modules  # tasks: imported above
+  import_task_modules(gin_checks.task_modules())
+  gin_checks.check_macros(bindings)
 
 
 def run_gin(fn: Callable[[], Any], gin_files: Sequence[str], bindings: Sequence[str] = (),
