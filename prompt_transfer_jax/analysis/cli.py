@@ -122,6 +122,12 @@ def _report(args) -> int:
     result = _compute(args)
     os.makedirs(args.out, exist_ok=True)
     write_json(os.path.join(args.out, 'indicators.json'), result)
+  if args.cross_model:
+    from prompt_transfer_jax.files import read_json
+    cross = read_json(args.cross_model, 'cross-model result')
+    if not isinstance(cross, dict) or cross.get('kind') != 'cross_model_zero_shot':
+      raise ValueError(f'{args.cross_model}: not a `ptj project zero-shot` result')
+    result = dict(result, cross_model=cross)
   figures = render_report(result, args.out, args.title)
   print(f'wrote {len(figures)} figures, report.md and report.html to {args.out}')
   return 0
@@ -219,6 +225,7 @@ def analyze_main(argv) -> int:
   p = sub.add_parser('report', help='PNG figures and a Markdown/HTML summary')
   p.add_argument('--indicators', help='indicators.json from `ptj analyze indicators`')
   _add_compute_args(p, required=False)
+  p.add_argument('--cross_model', help='`ptj project zero-shot` result: cross-model heatmaps')
   p.add_argument('--title', default='Prompt transferability')
   p.add_argument('--out', required=True, help='output directory')
   p.set_defaults(fn=_report)

@@ -223,3 +223,30 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
   _one_line_error(code, capsys.readouterr().err, 'target prompts in', '(5, 8)', '4 rows')
   assert not (tmp_path / 'run').exists()
   assert project_cli.main(['bogus']) == 2
+
+
+def test_report_adds_cross_model_heatmaps(tmp_path, capsys):
+  from prompt_transfer_jax import cli as ptj
+  from prompt_transfer_jax.analysis.spearman import save_transfer_matrix
+  names = ['sst2', 'imdb', 'mnli', 'qnli']
+  rng = np.random.default_rng(0)
+  (tmp_path / 'prompts').mkdir()
+  for n in names:
+    np.save(tmp_path / 'prompts' / f'{n}.npy', rng.normal(size=(5, 8)).astype(np.float32))
+  save_transfer_matrix(str(tmp_path / 'transfer.json'), names, rng.uniform(40, 90, (4, 4)))
+  cross = {'kind': 'cross_model_zero_shot', 'targets': names,
+           'projectors': [{'name': 'task_tuning:laptop'}, {'name': 'distance:mnli'}],
+           'scores': rng.uniform(40, 90, (4, 2)).tolist(),
+           'relative': [[80.0, None]] * 4}
+  (tmp_path / 'cross.json').write_text(json.dumps(cross))
+  args = ['analyze', 'report', '--prompts', str(tmp_path / 'prompts'), '--transfer',
+          str(tmp_path / 'transfer.json'), '--bootstrap', '50', '--out', str(tmp_path / 'r')]
+  assert ptj.main(args + ['--cross_model', str(tmp_path / 'cross.json')]) == 0
+  for name in ('cross_model_raw', 'cross_model_relative'):
+    assert (tmp_path / 'r' / f'{name}.png').read_bytes()[:4] == b'\x89PNG'
+    assert f'![{name}]' in (tmp_path / 'r' / 'report.md').read_text()
+  assert ptj.main(args + ['--out', str(tmp_path / 'r2')]) == 0
+  assert not (tmp_path / 'r2' / 'cross_model_raw.png').exists()
+  (tmp_path / 'bad.json').write_text('{"tasks": []}')
+  assert ptj.main(args + ['--cross_model', str(tmp_path / 'bad.json')]) != 0
+  assert 'not a `ptj project zero-shot` result' in capsys.readouterr().err
