@@ -388,7 +388,7 @@ class _Trainer:
                'eval_seconds': result['seconds']}
       if train_loss is not None:
         entry['train_loss'] = train_loss
-      if record.add(entry) and jax.process_index() == 0:
+      if record.add(entry):
         projector_lib.save(best_dir, spec, state.params, dict(meta, step=step,
                                                               score=result['score']))
       record.save()

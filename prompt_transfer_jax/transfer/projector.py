@@ -146,25 +146,40 @@ def init_params(spec: ProjectorSpec, seed: int = 0, param_shardings=None):
   return jax.jit(init, out_shardings=param_shardings)()
 
 
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
 def save(directory: str, spec: ProjectorSpec, params, extra: Optional[dict] = None) -> str:
-  """Writes `directory` (config + Orbax params) all or nothing; replaces an older projector."""
+  """Writes `directory` (config + Orbax params) all or nothing; replaces an older projector.
+
+  Every process calls it (the Orbax save is collective); process 0 writes the config and renames.
+  """
   import orbax.checkpoint as ocp
   directory = os.path.abspath(os.fspath(directory))
-  tmp = files.atomic_path(directory)
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
+  tmp = os.path.join(os.path.dirname(directory), f'.{os.path.basename(directory)}.tmp')
+  primary = jax.process_index() == 0
+  if primary:
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+  _sync('projector_save_start')
   try:
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(os.path.join(tmp, PARAMS_DIR), params)
       ckpt.wait_until_finished()
-    files.write_json(os.path.join(tmp, CONFIG_FILE), dict(spec.to_json(), **(extra or {})))
-    old = f'{tmp}.old'
-    if os.path.exists(directory):
-      os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    if primary:
+      files.write_json(os.path.join(tmp, CONFIG_FILE), dict(spec.to_json(), **(extra or {})))
+      old = f'{tmp}.old'
+      if os.path.exists(directory):
+        os.replace(directory, old)
+      os.replace(tmp, directory)
+      shutil.rmtree(old, ignore_errors=True)
   finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    if primary:
+      shutil.rmtree(tmp, ignore_errors=True)
+  _sync('projector_save_end')
   return directory
 
 

@@ -18,8 +18,6 @@ TINY = {'vocab_size': tasks.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, 'he
         'mlp_dim': 64, 'dropout_rate': 0.0}
 TINY_GIN = ("{'vocab_size': %ptj.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, "
             "'head_dim': 16, 'mlp_dim': 64, 'dropout_rate': 0.0}")
-SOURCE_GIN = ("{'vocab_size': %ptj.SYNTH_VOCAB_SIZE, 'emb_dim': 24, 'num_heads': 2, "
-              "'head_dim': 12, 'mlp_dim': 48, 'dropout_rate': 0.0}")
 SHORT = ["TASK_FEATURE_LENGTHS = {'inputs': 16, 'targets': 2}", 'BATCH_SIZE = 8',
          'PROMPT_LENGTH = 4', 'ptj.train.max_eval_examples = 16']
 
@@ -113,17 +111,38 @@ def test_distance_fits_a_held_in_pair_and_resumes_bit_identically(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def source_prompts(tmp_path_factory):
-  """A smaller T5 (d_model 24) prompt-tuned briefly on two sentiment tasks: the SOURCE model."""
+def roberta_tokenizer(tmp_path_factory):
+  """A byte-level BPE over the synthetic words, as the RoBERTa vocabulary of this module."""
+  import tokenizers
+  from prompt_transfer_jax.tasks import settings, synthetic
+  tok = tokenizers.ByteLevelBPETokenizer()
+  words = list(synthetic.VOCAB_WORDS)
+  tok.train_from_iterator([' '.join(words)] * 10 + words * 10, vocab_size=1000, min_frequency=1,
+                          special_tokens=['<s>', '<pad>', '</s>', '<unk>', '<mask>'])
+  directory = tmp_path_factory.mktemp('roberta_tok')
+  tok.save(str(directory / 'tokenizer.json'))
+  settings.configure(roberta_tokenizer=str(directory))
+  yield directory
+  settings.reset('roberta_tokenizer')
+
+
+@pytest.fixture(scope='module')
+def source_prompts(tmp_path_factory, roberta_tokenizer):
+  """SOURCE: RoBERTa-tiny prompts of two sentiment tasks (files named by the RoBERTa task, found
+  by task key for the T5 tasks); the TARGET T5's own prompts of the same tasks. Briefly tuned."""
   root = tmp_path_factory.mktemp('xmodel')
   (root / 'src').mkdir()
   (root / 'own').mkdir()
-  for task in ('synth_sentiment_a', 'synth_sentiment_b'):
-    for size, out in ((SOURCE_GIN, 'src'), (TINY_GIN, 'own')):
-      summary = runs.train_run(['models/t5_synth_prompt.gin', 'runs/prompt_train.gin'], SHORT + [
-          f"MODEL_DIR = '{root}/pt_{out}_{task}'", f"MIXTURE_OR_TASK_NAME = '{task}'",
-          'TRAIN_STEPS = 4', 'EVAL_PERIOD = 4', f'ptj.t5_model.config_overrides = {size}'])
-      np.save(root / out / f'{task}.npy', summary['best_prompt'])
+  for key in ('synth_sentiment_a', 'synth_sentiment_b'):
+    summary = runs.train_run(['models/roberta_tiny.gin', 'runs/prompt_train.gin'], SHORT[1:] + [
+        f"MODEL_DIR = '{root}/pt_src_{key}'", f"MIXTURE_OR_TASK_NAME = 'roberta_{key}'",
+        "TASK_FEATURE_LENGTHS = {'inputs': 24, 'targets': 1}", 'TRAIN_STEPS = 2',
+        'EVAL_PERIOD = 2'])
+    np.save(root / 'src' / f'roberta_{key}.npy', summary['best_prompt'])
+    summary = runs.train_run(['models/t5_synth_prompt.gin', 'runs/prompt_train.gin'], SHORT + [
+        f"MODEL_DIR = '{root}/pt_own_{key}'", f"MIXTURE_OR_TASK_NAME = '{key}'",
+        'TRAIN_STEPS = 2', 'EVAL_PERIOD = 2', f'ptj.t5_model.config_overrides = {TINY_GIN}'])
+    np.save(root / 'own' / f'{key}.npy', summary['best_prompt'])
   return root
 
 
@@ -138,29 +157,29 @@ def test_cli_train_apply_zero_shot_and_tpt(source_prompts, tmp_path, capsys):
       '--gin_file=runs/projector_task_tuning.gin', f"--gin.MODEL_DIR='{tmp_path}/proj'",
       "--gin.TRAIN_TASKS=['synth_sentiment_a']", f"--gin.SOURCE_PROMPT_DIR='{root}/src'",
       "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 2}", '--gin.HIDDEN_DIM=16',
-      '--gin.TRAIN_STEPS=6', '--gin.EVAL_PERIOD=3', '--gin.BATCH_SIZE=8',
+      '--gin.TRAIN_STEPS=4', '--gin.EVAL_PERIOD=2', '--gin.BATCH_SIZE=8',
       '--gin.ptj.train_projector.max_eval_examples=16'))
   out, err = capsys.readouterr()
   assert code == 0, err
   summary = json.loads(out.strip().splitlines()[-1])
-  assert summary['method'] == 'task_tuning' and summary['final_step'] == 6
+  assert summary['method'] == 'task_tuning' and summary['final_step'] == 4
   record = json.loads((tmp_path / 'proj' / 'metrics.json').read_text())
-  assert [h['step'] for h in record['history']] == [0, 3, 6]
+  assert [h['step'] for h in record['history']] == [0, 2, 4]
   projector = summary['projector_dir']
   spec, _, config = projector_lib.load(projector)
-  assert spec.source_shape == (4, 24) and spec.target_dim == 32
+  assert spec.source_shape == (4, 16) and spec.target_dim == 32      # RoBERTa-tiny -> tiny T5
   assert config['train_tasks'] == ['synth_sentiment_a']
 
   assert project_cli.main(['apply', f'--projector={projector}', f'--prompts={root}/src',
                            f'--out={tmp_path}/projected']) == 0
-  assert sorted(os.listdir(tmp_path / 'projected')) == ['synth_sentiment_a.npy',
-                                                        'synth_sentiment_b.npy']
-  assert np.load(tmp_path / 'projected' / 'synth_sentiment_b.npy').shape == (4, 32)
+  assert sorted(os.listdir(tmp_path / 'projected')) == ['roberta_synth_sentiment_a.npy',
+                                                        'roberta_synth_sentiment_b.npy']
+  assert np.load(tmp_path / 'projected' / 'roberta_synth_sentiment_b.npy').shape == (4, 32)
 
   result_file = tmp_path / 'cross.json'
   code = project_cli.main(['zero-shot'] + _gin(
       '--gin_file=runs/prompt_train.gin', *[f'--gin.{b.replace(" = ", "=")}' for b in SHORT],
-      '--gin.TRAIN_STEPS=3', '--gin.EVAL_PERIOD=3',
+      '--gin.TRAIN_STEPS=2', '--gin.EVAL_PERIOD=2',
       f'--projector={projector}', f'--source_prompts={root}/src', f'--target_prompts={root}/own',
       '--targets=synth_sentiment_a,synth_sentiment_b', '--max_examples=16', '--batch_size=8',
       f'--out={result_file}', '--tpt'))
