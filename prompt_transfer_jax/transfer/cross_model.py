@@ -87,8 +87,16 @@ class ProjectorState:
 
 
 def init_state(params, optimizer: optax.GradientTransformation) -> ProjectorState:
-  """The state, jitted so the optimizer moments take the parameters' shardings."""
-  return jax.jit(lambda p: ProjectorState(jnp.zeros((), jnp.int32), p, optimizer.init(p)))(params)
+  """The state, created in place: the optimizer's per-parameter moments take the shardings of
+  the parameters (partitioned like them), everything else is replicated."""
+  param_sh = jax.tree.map(lambda x: x.sharding, params)
+  first = jax.tree.leaves(param_sh)[0]
+  replicated = (NamedSharding(first.mesh, PartitionSpec()) if isinstance(first, NamedSharding)
+                else first)
+  opt_sh = optax.tree_map_params(optimizer, lambda _, s: s, jax.eval_shape(optimizer.init, params),
+                                 param_sh, transform_non_params=lambda _: replicated)
+  return jax.jit(lambda p: ProjectorState(jnp.zeros((), jnp.int32), p, optimizer.init(p)),
+                 out_shardings=ProjectorState(replicated, param_sh, opt_sh))(params)
 
 
 def state_shardings(state: ProjectorState):

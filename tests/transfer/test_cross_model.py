@@ -7,14 +7,16 @@ import jax
 import numpy as np
 import pytest
 
-from prompt_transfer_jax import partitioning, tasks
+from prompt_transfer_jax import partitioning
+from prompt_transfer_jax.tasks import SYNTH_VOCAB_SIZE
 from prompt_transfer_jax.trainer import frozen_model, runs
 from prompt_transfer_jax.trainer import step as step_lib
 from prompt_transfer_jax.trainer.placement import host, place
 from prompt_transfer_jax.transfer import cross_model, project_cli
 from prompt_transfer_jax.transfer import projector as projector_lib
+from tests.tasks.conftest import roberta_dir, tasks  # noqa: F401  (fixtures: a tiny RoBERTa BPE)
 
-TINY = {'vocab_size': tasks.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, 'head_dim': 16,
+TINY = {'vocab_size': SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, 'head_dim': 16,
         'mlp_dim': 64, 'dropout_rate': 0.0}
 TINY_GIN = ("{'vocab_size': %ptj.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, "
             "'head_dim': 16, 'mlp_dim': 64, 'dropout_rate': 0.0}")
@@ -111,23 +113,7 @@ def test_distance_fits_a_held_in_pair_and_resumes_bit_identically(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def roberta_tokenizer(tmp_path_factory):
-  """A byte-level BPE over the synthetic words, as the RoBERTa vocabulary of this module."""
-  import tokenizers
-  from prompt_transfer_jax.tasks import settings, synthetic
-  tok = tokenizers.ByteLevelBPETokenizer()
-  words = list(synthetic.VOCAB_WORDS)
-  tok.train_from_iterator([' '.join(words)] * 10 + words * 10, vocab_size=1000, min_frequency=1,
-                          special_tokens=['<s>', '<pad>', '</s>', '<unk>', '<mask>'])
-  directory = tmp_path_factory.mktemp('roberta_tok')
-  tok.save(str(directory / 'tokenizer.json'))
-  settings.configure(roberta_tokenizer=str(directory))
-  yield directory
-  settings.reset('roberta_tokenizer')
-
-
-@pytest.fixture(scope='module')
-def source_prompts(tmp_path_factory, roberta_tokenizer):
+def source_prompts(tmp_path_factory, roberta_dir):
   """SOURCE: RoBERTa-tiny prompts of two sentiment tasks (files named by the RoBERTa task, found
   by task key for the T5 tasks); the TARGET T5's own prompts of the same tasks. Briefly tuned."""
   root = tmp_path_factory.mktemp('xmodel')

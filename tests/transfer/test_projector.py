@@ -127,6 +127,26 @@ PARTITIONED = textwrap.dedent('''
       assert k2.addressable_shards[0].data.shape[1] == 48 // 2
     out = np.asarray(P.apply_fn(spec)(params, x))
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
+  # a distance-minimizing step on the mesh: optimizer moments sharded like the parameters,
+  # updates equal to the single-device ones
+  from prompt_transfer_jax.transfer import cross_model as C
+  tx = C.projector_optimizer('distance', learning_rate=1e-2)
+  tgt = np.random.default_rng(1).normal(size=(3, 4, 12)).astype(np.float32)
+
+  def train(params, mesh):
+    state = C.init_state(params, tx)
+    fn = C.jit_distance_step(C.make_distance_step(spec, tx), state, mesh)
+    for _ in range(3):
+      state, _ = fn(state, x, tgt)
+    return state
+
+  one = train(P.init_params(spec, seed=5), partitioning.make_mesh(1, jax.devices()[:1]))
+  sh = P.shardings(spec, mesh)
+  big = train(P.init_params(spec, seed=5, param_shardings=sh), mesh)
+  mu = big.opt_state[0].mu['output']['kernel']
+  assert mu.sharding.is_equivalent_to(sh['output']['kernel'], 2), mu.sharding
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5,
+                                                       rtol=1e-5), big.params, one.params)
   print('OK')
 ''')
 
