@@ -65,8 +65,8 @@ def test_task_tuning_trains_the_projector_through_the_frozen_target(target, sour
 
   # End to end differentiable: every projector parameter gets a non-zero gradient.
   params = projector_lib.init_params(spec, seed=0)
-  grads = jax.grad(lambda p: step_lib.batch_loss(
-      backbone, frozen, spec.module.apply({'params': p}, source), batch, loss_cfg)[0])(params)
+  grads = jax.jit(jax.grad(lambda p: step_lib.batch_loss(
+      backbone, frozen, spec.module.apply({'params': p}, source), batch, loss_cfg)[0]))(params)
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     assert np.abs(np.asarray(g)).max() > 0, path
 
