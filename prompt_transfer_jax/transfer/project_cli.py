@@ -1,4 +1,4 @@
-"""`ptj project train | apply | zero-shot`: cross-model prompt transfer through a projector.
+r"""`ptj project train | apply | zero-shot`: cross-model prompt transfer through a projector.
 
     ptj project train --gin_file=models/t5_1_1_xxl_prompt.gin \
       --gin_file=runs/projector_task_tuning.gin --gin.MODEL_DIR="'/tmp/proj_laptop'" \
@@ -32,10 +32,6 @@ from prompt_transfer_jax.trainer.cli import UsageError, _gin_call, _gin_flags, _
 RESULT_KIND = 'cross_model_zero_shot'
 
 
-def _train_flags(fv: flags.FlagValues) -> None:
-  _gin_flags(fv)
-
-
 def train_main(argv: Sequence[str]) -> int:
   """`ptj project train`: train a projector (task tuning or distance minimizing)."""
 
@@ -48,7 +44,7 @@ def train_main(argv: Sequence[str]) -> int:
                                               'metric', 'best_step', 'best_score')}))
     return 0
 
-  return _run('ptj project train', argv, train_main.__doc__, _train_flags, body)
+  return _run('ptj project train', argv, train_main.__doc__, _gin_flags, body)
 
 
 def _apply_flags(fv: flags.FlagValues) -> None:
