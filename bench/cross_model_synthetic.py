@@ -11,6 +11,12 @@ frozen networks over the synthetic vocabulary:
     PYTHONPATH=. python bench/cross_model_synthetic.py --out /tmp/xmodel --steps 300
 
 Finished runs in --out are reused. Prints one JSON summary line at the end.
+
+Measured (defaults, 2 shared CPU cores, 45 min; eval on 200 validation examples, chance 50):
+source PT best 83.0 / 88.0 / 87.5 (a / b / c); projector task-tuned on a: 98.0 on a.
+Zero-shot Proj(P_src_t) on the target: a 98.0, b 70.0, c 69.5. Vanilla PT best (at step 300,
+its last evaluation, so still improving) a 94.0, b 93.5, c 96.5; TPT_MODEL reaches it at step
+0 / 250 / 275 (best 98.0 / 98.5 / 97.5): comparable-result speedup 1.2x on b, 1.09x on c.
 """
 import argparse
 import json
