@@ -116,6 +116,11 @@ def _report(fv) -> int:
     result = _compute(fv)
     os.makedirs(fv.out, exist_ok=True)
     write_json(os.path.join(fv.out, 'indicators.json'), result)
+  if fv.cross_model:
+    cross = read_json(fv.cross_model, 'cross-model result')
+    if not isinstance(cross, dict) or cross.get('kind') != 'cross_model_zero_shot':
+      raise ValueError(f'{fv.cross_model}: not a `ptj project zero-shot` result')
+    result = dict(result, cross_model=cross)
   figures = render_report(result, fv.out, fv.title)
   print(f'wrote {len(figures)} figures, report.md and report.html to {fv.out}')
   return 0
@@ -211,6 +216,8 @@ def _report_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('indicators', None, 'indicators.json from `ptj analyze indicators`',
                       flag_values=fv)
   flags.DEFINE_string('title', 'Prompt transferability', 'report title', flag_values=fv)
+  flags.DEFINE_string('cross_model', None, 'a `ptj project zero-shot` result: adds the '
+                      'cross-model heatmaps', flag_values=fv)
 
 
 def _activations_flags(fv: flags.FlagValues) -> None:

@@ -2,8 +2,9 @@
 
 Input is the `indicators.json` content (see `transferability`), optionally with `hit_rates`
 (see `recommend`). Figures: the transfer matrix raw and relative to the target's own score, every
-similarity matrix, the Spearman values beside the paper's, and, with activations, the share of
-activated neurons per layer group and the Spearman of ON per group.
+similarity matrix, the Spearman values beside the paper's, with activations the share of
+activated neurons per layer group and the Spearman of ON per group, and, with a `cross_model`
+entry (`ptj project zero-shot` output), the cross-model zero-shot heatmaps.
 """
 from __future__ import annotations
 
@@ -86,6 +87,20 @@ def group_spearman_chart(groups: dict, path: str) -> None:
   _save(fig, path)
 
 
+def cross_model_heatmaps(cross: dict, fig_path) -> None:
+  """Cross-model zero-shot (`ptj project zero-shot` output): Proj(P_src_t) on each target task t,
+  one column per projector (training method and tasks), raw and relative to the target's own."""
+  columns = [c['name'] for c in cross['projectors']]
+  heatmap(cross['scores'], cross['targets'], columns, 'Cross-model zero-shot (raw score)',
+          fig_path('cross_model_raw'), 'projector (method:training tasks)', 'target task',
+          cmap='Greens', fmt='{:.1f}')
+  if cross.get('relative') is not None:
+    rel = [[np.nan if v is None else v for v in row] for row in cross['relative']]
+    heatmap(rel, cross['targets'], columns, 'Cross-model zero-shot (% of own PT score)',
+            fig_path('cross_model_relative'), 'projector (method:training tasks)', 'target task',
+            cmap='Greens', fmt='{:.0f}')
+
+
 def render_report(result: dict, out_dir: str, title: str = 'Prompt transferability') -> dict:
   """Writes every figure and `report.md` / `report.html` into `out_dir`; returns name -> path."""
   os.makedirs(out_dir, exist_ok=True)
@@ -113,6 +128,9 @@ def render_report(result: dict, out_dir: str, title: str = 'Prompt transferabili
             'layer group', 'task prompt', cmap='Reds')
     if 'spearman' in groups:
       group_spearman_chart(groups, fig_path('on_spearman_by_layer_group'))
+  cross = result.get('cross_model')
+  if cross:
+    cross_model_heatmaps(cross, fig_path)
   markdown = _markdown(result, figures, title)
   for name, text in (('report.md', markdown), ('report.html', _html(result, figures, title))):
     with atomic_write(os.path.join(out_dir, name)) as f:
