@@ -44,7 +44,7 @@ import numpy as np
 from prompt_transfer_jax import partitioning
 from prompt_transfer_jax.config import t5_preset
 from prompt_transfer_jax.models import t5 as t5_lib
-from prompt_transfer_jax.models.backbone import T5Backbone
+from prompt_transfer_jax.models.t5_backbone import T5Backbone
 from prompt_transfer_jax.trainer import flops as flops_lib
 from prompt_transfer_jax.trainer import host_memory
 from prompt_transfer_jax.trainer import step as step_lib
