@@ -160,6 +160,16 @@ def test_per_task_decode_lengths_and_beam_option(setup, monkeypatch):
   np.testing.assert_array_equal(got_beam, want)
 
 
+def test_paper_generation_tasks_carry_the_1_0_decode_lengths():
+  """1.0's HF max_length 10/10/50/50, min_length 2/3/2/2 (both count the start token)."""
+  for key, (most, least) in {'squad': (9, 1), 'nq_open': (9, 2), 'multi_news': (49, 1),
+                             'samsum': (49, 1)}.items():
+    for name in (f't5_{key}', f't5_{key}_v1'):
+      info = tasks.get_task_info(name)
+      assert (info.max_decode_length, info.min_decode_length) == (most, least), name
+  assert tasks.get_task_info('t5_sst2').max_decode_length is None
+
+
 def test_options_come_from_gin_and_bad_values_fail(setup):
   model, mesh, shardings, *_ = setup
   with gin.unlock_config():
