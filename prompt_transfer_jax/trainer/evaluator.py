@@ -100,11 +100,12 @@ class Evaluator:
     self.tasks: list[TaskEval] = []
     for name in task_names:
       info = tasks.get_task_info(name)
+      if not info.is_classification and not hasattr(frozen.backbone, generate):
+        raise ValueError(f'task {name!r} needs generation, which the '
+                         f'{type(frozen.backbone).__name__} backbone does not support '
+                         f'(no {generate})')
       label_targets = tasks.label_targets(name) if info.is_classification else None
       backbone = frozen.for_task(label_targets)
-      if not info.is_classification and not hasattr(backbone, generate):
-        raise ValueError(f'task {name!r} needs generation, which the {type(backbone).__name__} '
-                         f'backbone does not support (no {generate})')
       if label_targets is not None and label_targets.shape[1] > self.lengths['targets']:
         raise ValueError(f'task {name!r}: label targets are {label_targets.shape[1]} tokens, '
                          f"longer than TASK_FEATURE_LENGTHS['targets']={self.lengths['targets']}")
