@@ -1,7 +1,8 @@
 """The 17 x 17 zero-shot transfer matrix on a tiny T5: batched prompts vs one evaluation per pair.
 
 Three ways to fill the same matrix (17 source prompts x 17 target tasks, every target's
-validation examples up to `--examples`):
+validation examples up to `--examples`); the two in-process ones start after a common warm-up
+and each includes building its evaluators (reading the data) and compiling:
 
 * batched (ours): `transfer.zero_shot.zero_shot_matrix`, one `Evaluator` per target run on all
   17 prompts at once (vmap over prompts, one compile per target);
@@ -34,7 +35,8 @@ LENGTHS = {'inputs': 32, 'targets': 2}
 
 def _args(argv):
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  p.add_argument('--examples', type=int, default=64, help='validation examples per target')
+  p.add_argument('--examples', type=int, default=200,
+                 help='validation examples per target (200: all of a synthetic split)')
   p.add_argument('--batch', type=int, default=32)
   p.add_argument('--prompt_length', type=int, default=20)
   p.add_argument('--process_pairs', type=int, default=3, help='pairs run as processes')
@@ -104,6 +106,9 @@ def main(argv=None) -> int:
   print(f'{N} x {N} matrix, tiny T5 ({TINY}), {args.examples} examples per target, batch '
         f'{args.batch}', flush=True)
 
+  # Warm-up (TF / SeqIO pipelines, the JAX backend), so that neither timed mode pays it.
+  zero_shot.zero_shot_matrix(frozen, p[:2], ['w0', 'w1'], names[:2], LENGTHS,
+                             batch_size=args.batch, max_examples=args.batch)
   start = time.perf_counter()
   result = zero_shot.zero_shot_matrix(frozen, p, [f'p{i}' for i in range(N)], names, LENGTHS,
                                       batch_size=args.batch, prompt_chunk=N,
