@@ -1,9 +1,14 @@
 """Our jitted prompt-tuning train step vs Hugging Face PEFT prompt tuning, on one T5 shape.
 
 Both train a P-token encoder prompt on the same frozen, random-weight T5 (default: T5 1.1 small
-shapes, batch 32, inputs 256, targets 8, P = 100; AdamW, per-token mean loss). Steps of the two
-are interleaved, together with large-matmul timings, so that load from other processes hits all
-three alike; every figure is a median. Printed:
+shapes, batch 32, inputs 256, targets 8, P = 100; AdamW, per-token mean loss).
+
+By default each implementation runs in its OWN process (XLA's and PyTorch's thread pools in one
+process disturb each other, so an in-process comparison measures interference): rounds of one
+`ours` process then one `peft` process (A B A B ...), each process warming up, then timing
+`--worker_steps` steps and its own framework's large matmul; the figures are medians over
+rounds of the per-round ratios. `--in_process` keeps the older comparison: steps of the two
+interleaved in one process, together with large-matmul timings. Printed:
 
 * tokens/s (input + target tokens per second) of each, and their ratio;
 * our achieved model FLOP/s (forward + activation-gradient matmul FLOPs, `trainer/flops.py`)
@@ -44,7 +49,7 @@ import numpy as np
 from prompt_transfer_jax import partitioning
 from prompt_transfer_jax.config import t5_preset
 from prompt_transfer_jax.models import t5 as t5_lib
-from prompt_transfer_jax.models.backbone import T5Backbone
+from prompt_transfer_jax.models.t5_backbone import T5Backbone
 from prompt_transfer_jax.trainer import flops as flops_lib
 from prompt_transfer_jax.trainer import host_memory
 from prompt_transfer_jax.trainer import step as step_lib
@@ -73,6 +78,13 @@ def _args(argv):
   p.add_argument('--profile', action='store_true', help='print where the time of our step goes')
   p.add_argument('--profile_only', action='store_true', help=argparse.SUPPRESS)
   p.add_argument('--json', help='also write the results to this file')
+  p.add_argument('--in_process', action='store_true',
+                 help='run both implementations in this process, steps interleaved')
+  p.add_argument('--rounds', type=int, default=3,
+                 help='separate processes: number of (ours, peft) process pairs')
+  p.add_argument('--worker_steps', type=int, default=3,
+                 help='separate processes: timed steps per process, after one warm-up step')
+  p.add_argument('--worker', choices=('ours', 'peft'), help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.cpu_devices and args.cpu_devices > 1 and not args.profile_only:
     jax.config.update('jax_num_cpu_devices', args.cpu_devices)  # before the backend starts
@@ -296,6 +308,68 @@ def _make_ours(args) -> OurStep:
   return ours
 
 
+def _worker(args) -> dict:
+  """One implementation in this process: warm-up, then `worker_steps` steps, each followed by
+  a window of this framework's large matmul. Returns median seconds per step and FLOP/s."""
+  if args.worker == 'ours':
+    step = _make_ours(args)
+    peak = JaxMatmul(args.matmul, jnp.dtype(args.dtype))
+  else:
+    step = PeftStep(args, _config(args), _batch(args, _config(args).vocab_size))
+    step()
+    peak = TorchMatmul(args.matmul)
+  times, rates = [], []
+  for _ in range(args.worker_steps):
+    times.append(step())
+    rates.append(_rate(peak))
+  return {'s_per_step': statistics.median(times), 'matmul_flops': statistics.median(rates)}
+
+
+def _separate(args, model_flops: float, tokens_per_step: int) -> dict:
+  """Rounds of one process per implementation, alternating; medians of per-round ratios."""
+  names = ['ours'] + (['peft'] if args.peft else [])
+  flags = [f'--size={args.size}', f'--batch={args.batch}', f'--inputs={args.inputs}',
+           f'--targets={args.targets}', f'--prompt={args.prompt}', f'--dtype={args.dtype}',
+           f'--matmul={args.matmul}', f'--worker_steps={args.worker_steps}']
+  rounds = collections.defaultdict(list)
+  for i in range(args.rounds):
+    for name in names:
+      proc = subprocess.run([sys.executable, os.path.abspath(__file__), f'--worker={name}']
+                            + flags, capture_output=True, text=True)
+      if proc.returncode != 0:
+        raise SystemExit(f'{name} worker failed: {proc.stderr[-2000:]}')
+      out = json.loads(proc.stdout.strip().splitlines()[-1])
+      rounds[name].append(out['s_per_step'])
+      rounds[f'{name}_matmul'].append(out['matmul_flops'])
+    rounds['fraction'].append(model_flops / rounds['ours'][-1] / rounds['ours_matmul'][-1])
+    line = (f'round {i + 1}/{args.rounds}: ours {rounds["ours"][-1]:.2f} s/step '
+            f'({rounds["fraction"][-1]:.1%} of its matmul peak)')
+    if args.peft:
+      rounds['speedup'].append(rounds['peft'][-1] / rounds['ours'][-1])
+      peft_fraction = model_flops / rounds['peft'][-1] / rounds['peft_matmul'][-1]
+      line += (f', peft {rounds["peft"][-1]:.2f} s/step ({peft_fraction:.1%} of its matmul '
+               f'peak), ratio {rounds["speedup"][-1]:.2f}')
+    print(line, flush=True)
+  med = {k: statistics.median(v) for k, v in rounds.items()}
+  result = {'mode': 'separate processes', 'rounds': args.rounds,
+            'worker_steps': args.worker_steps, 'ours_s_per_step': med['ours'],
+            'ours_tokens_per_s': tokens_per_step / med['ours'],
+            'ours_gflop_per_s': model_flops / med['ours'] / 1e9,
+            'matmul_gflop_per_s': med['ours_matmul'] / 1e9,
+            'fraction_of_matmul_peak': med['fraction']}
+  print(f'ours: {med["ours"]:.2f} s/step, {tokens_per_step / med["ours"]:.0f} tokens/s, '
+        f'{model_flops / med["ours"] / 1e9:.1f} GFLOP/s; its jax matmul '
+        f'{med["ours_matmul"] / 1e9:.1f} GFLOP/s; {med["fraction"]:.1%} of it (median of rounds)')
+  if args.peft:
+    result.update(peft_s_per_step=med['peft'], peft_tokens_per_s=tokens_per_step / med['peft'],
+                  torch_matmul_gflop_per_s=med['peft_matmul'] / 1e9,
+                  speedup_vs_peft=med['speedup'])
+    print(f'peft: {med["peft"]:.2f} s/step, {tokens_per_step / med["peft"]:.0f} tokens/s; its '
+          f'torch matmul {med["peft_matmul"] / 1e9:.1f} GFLOP/s; ours / peft tokens/s (median '
+          f'of per-round ratios): {med["speedup"]:.2f}x')
+  return result
+
+
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   if '--profile_only' in argv and hasattr(os, 'sched_setaffinity'):
@@ -306,6 +380,9 @@ def main(argv=None) -> int:
   if args.profile_only:
     _print_profile(_profile(_make_ours(args)))
     return 0
+  if args.worker:
+    print(json.dumps(_worker(args)))
+    return 0
   dtype = jnp.dtype(args.dtype)
   config = _config(args)
   device = jax.devices()[0]
@@ -313,12 +390,22 @@ def main(argv=None) -> int:
         f'{os.cpu_count()} CPU cores; model {args.size} ({args.dtype}), batch {args.batch}, '
         f'inputs {args.inputs}, targets {args.targets}, prompt {args.prompt}; glibc keeps freed '
         f'memory: {kept}', flush=True)
-  params = random_t5_params(config.replace(dtype='float32', param_dtype='float32'))
-  batch = _batch(args, config.vocab_size)
   tokens_per_step = args.batch * (args.inputs + args.targets)
   model_flops = flops_lib.train_step_flops(config, args.batch, args.inputs, args.targets,
                                            args.prompt)
 
+  if not args.in_process:
+    result = _separate(args, model_flops, tokens_per_step)
+    if args.profile:
+      _run_profile(args)
+    if args.json:
+      with open(args.json, 'w') as f:
+        json.dump(result, f, indent=1)
+    print(f'speedup_vs_peft={result.get("speedup_vs_peft", float("nan")):.3f} '
+          f'fraction_of_matmul_peak={result["fraction_of_matmul_peak"]:.3f}')
+    return 0
+  params = random_t5_params(config.replace(dtype='float32', param_dtype='float32'))
+  batch = _batch(args, config.vocab_size)
   t0 = time.perf_counter()
   ours = OurStep(args, config, params, batch)
   first = ours()

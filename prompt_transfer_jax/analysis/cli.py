@@ -147,7 +147,7 @@ def _load_model(args):
     config, params = load_roberta(args.model)
     return RobertaBackbone(config), params
   from prompt_transfer_jax.checkpoints import load_t5
-  from prompt_transfer_jax.models.backbone import T5Backbone
+  from prompt_transfer_jax.models.t5_backbone import T5Backbone
   config, params = load_t5(args.model, args.config)
   return T5Backbone(config), params
 

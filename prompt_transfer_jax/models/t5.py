@@ -126,8 +126,18 @@ class RelativePositionBiases(nn.Module):
     return values[None]
 
 
+CACHE_AXES = ('batch', 'heads', 'kv', 'length')  # T5X's cache layout: length last
+
+
 class MultiHeadAttention(nn.Module):
-  """T5 attention: no 1/sqrt(d) logit scaling (folded into the query init), softmax in float32."""
+  """T5 attention: no 1/sqrt(d) logit scaling (folded into the query init), softmax in float32.
+
+  `decode=True` is one step of incremental decoding (T5X's cache layout, a 'cache' collection
+  with `cached_key` / `cached_value` `[B, H, D, L]`): self-attention (`cross=False`) writes the
+  new token's key/value at `cache_index` and attends to the cache, its `bias` `[., H, L, L]` is
+  cut to row `cache_index`; cross-attention projects the encoder output once and keeps it. The
+  first decode call only creates the cache (zeros for self-attention) and leaves the index at 0.
+  """
   num_heads: int
   head_dim: int
   dropout_rate: float = 0.0
@@ -135,29 +145,66 @@ class MultiHeadAttention(nn.Module):
   param_dtype: str = 'float32'
 
   @nn.compact
-  def __call__(self, q_in, kv_in, bias, deterministic: bool):
+  def __call__(self, q_in, kv_in, bias, deterministic: bool, decode: bool = False,
+               cross: bool = False, max_length: Optional[int] = None):
     emb = q_in.shape[-1]
     inner = self.num_heads * self.head_dim
     dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
     q_init = nn.initializers.variance_scaling(1.0 / self.head_dim, 'fan_in', 'normal')
     kv_init = nn.initializers.variance_scaling(1.0, 'fan_in', 'normal')
-    q = dense(inner, ('embed', 'joined_kv'), kernel_init=q_init, name='query')(q_in)
-    k = dense(inner, ('embed', 'joined_kv'), kernel_init=kv_init, name='key')(kv_in)
-    v = dense(inner, ('embed', 'joined_kv'), kernel_init=kv_init, name='value')(kv_in)
     split = lambda t: t.reshape(t.shape[:-1] + (self.num_heads, self.head_dim))
-    q, k, v = split(q), split(k), split(v)
-    q = _constrain(q, ('batch', 'length', 'heads', 'kv'))
-    k = _constrain(k, ('batch', 'length', 'heads', 'kv'))
-    v = _constrain(v, ('batch', 'length', 'heads', 'kv'))
-    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, preferred_element_type=jnp.float32)
+    q = _constrain(split(dense(inner, ('embed', 'joined_kv'), kernel_init=q_init,
+                               name='query')(q_in)), ('batch', 'length', 'heads', 'kv'))
+    key = dense(inner, ('embed', 'joined_kv'), kernel_init=kv_init, name='key')
+    value = dense(inner, ('embed', 'joined_kv'), kernel_init=kv_init, name='value')
+    project = lambda layer: _constrain(split(layer(kv_in)), ('batch', 'length', 'heads', 'kv'))
+    if not decode:
+      k, v = project(key), project(value)
+      logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, preferred_element_type=jnp.float32)
+    else:
+      k, v, bias = self._cached_kv(key, value, project, q.shape[0], bias, cross, max_length)
+      logits = jnp.einsum('bqhd,bhdk->bhqk', q, k, preferred_element_type=jnp.float32)
     logits = logits + bias.astype(jnp.float32)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     if self.dropout_rate > 0.0 and not deterministic:
       keep = jax.random.bernoulli(self.make_rng('dropout'), 1.0 - self.dropout_rate, weights.shape)
       weights = weights * keep.astype(self.dtype) / jnp.asarray(1.0 - self.dropout_rate, self.dtype)
-    out = jnp.einsum('bhqk,bkhd->bqhd', weights, v)
+    if decode:
+      out = jnp.einsum('bhqk,bhdk->bqhd', weights, v)
+    else:
+      out = jnp.einsum('bhqk,bkhd->bqhd', weights, v)
     out = out.reshape(out.shape[:-2] + (inner,))
     return dense(emb, ('joined_kv', 'embed'), kernel_init=kv_init, name='out')(out)
+
+  def _cached_kv(self, key, value, project, batch, bias, cross: bool, max_length):
+    """(keys `[B, H, D, L]`, values `[B, H, D, L]`, bias for this step) from / into the cache."""
+    swap = lambda t: jnp.moveaxis(t, 1, 3)   # [B, L, H, D] -> [B, H, D, L]
+    initialized = self.has_variable('cache', 'cached_key')
+    cache = lambda name, make: self.variable('cache', name, _logical(make, CACHE_AXES))
+    if cross:
+      cached_k = cache('cached_key', lambda: swap(project(key)))
+      cached_v = cache('cached_value', lambda: swap(project(value)))
+      return (_constrain(cached_k.value, CACHE_AXES), _constrain(cached_v.value, CACHE_AXES),
+              bias)
+    if max_length is None:
+      raise ValueError('decoding self-attention needs max_length (the cache length)')
+    shape = (batch, self.num_heads, self.head_dim, max_length)
+    dtype = _dtype(self.dtype)
+    cached_k = cache('cached_key', lambda: jnp.zeros(shape, dtype))
+    cached_v = cache('cached_value', lambda: jnp.zeros(shape, dtype))
+    index = self.variable('cache', 'cache_index', lambda: jnp.array(0, jnp.int32))
+    step = index.value
+    row = jax.lax.dynamic_slice_in_dim(bias, step, 1, axis=2)   # [., H, 1, L]
+    if initialized:
+      k, v = swap(project(key)), swap(project(value))           # [B, H, D, 1]
+      cached_k.value = _constrain(
+          jax.lax.dynamic_update_slice_in_dim(cached_k.value, k.astype(dtype), step, axis=3),
+          CACHE_AXES)
+      cached_v.value = _constrain(
+          jax.lax.dynamic_update_slice_in_dim(cached_v.value, v.astype(dtype), step, axis=3),
+          CACHE_AXES)
+      index.value = step + 1
+    return cached_k.value, cached_v.value, row
 
 
 class MlpBlock(nn.Module):
@@ -220,17 +267,18 @@ class DecoderLayer(nn.Module):
   config: T5Config
 
   @nn.compact
-  def __call__(self, y, encoded, self_bias, cross_bias, deterministic: bool):
+  def __call__(self, y, encoded, self_bias, cross_bias, deterministic: bool, decode: bool = False,
+               max_length: Optional[int] = None):
     cfg = self.config
     norm = functools.partial(RMSNorm, cfg.layer_norm_epsilon, cfg.dtype, cfg.param_dtype)
     attn = functools.partial(MultiHeadAttention, cfg.num_heads, cfg.head_dim, cfg.dropout_rate,
                              cfg.dtype, cfg.param_dtype)
     drop = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
     h = norm(name='pre_self_attention_layer_norm')(y)
-    h = attn(name='self_attention')(h, h, self_bias, deterministic)
+    h = attn(name='self_attention')(h, h, self_bias, deterministic, decode, False, max_length)
     y = y + drop(h, deterministic=deterministic)
     h = norm(name='pre_cross_attention_layer_norm')(y)
-    h = attn(name='encoder_decoder_attention')(h, encoded, cross_bias, deterministic)
+    h = attn(name='encoder_decoder_attention')(h, encoded, cross_bias, deterministic, decode, True)
     y = y + drop(h, deterministic=deterministic)
     h = norm(name='pre_mlp_layer_norm')(y)
     h = MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, cfg.dtype, cfg.param_dtype,
@@ -275,9 +323,11 @@ class Decoder(nn.Module):
   embedder: nn.Module
 
   @nn.compact
-  def __call__(self, encoded, encoder_key_mask, decoder_input_tokens, deterministic: bool):
+  def __call__(self, encoded, encoder_key_mask, decoder_input_tokens, deterministic: bool,
+               decode: bool = False, max_length: Optional[int] = None):
+    """Logits `[B, T, V]`; with `decode`, one step: tokens `[B, 1]`, a cache of `max_length`."""
     cfg = self.config
-    length = decoder_input_tokens.shape[1]
+    length = max_length if decode else decoder_input_tokens.shape[1]
     self_bias = RelativePositionBiases(cfg.relative_attention_num_buckets,
                                        cfg.relative_attention_max_distance, cfg.num_heads,
                                        cfg.dtype, cfg.param_dtype,
@@ -288,9 +338,10 @@ class Decoder(nn.Module):
     y = self.embedder(decoder_input_tokens)
     y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     y = _constrain(y.astype(cfg.dtype), ('batch', 'length', 'embed'))
-    layer = _layer_cls(DecoderLayer, cfg, 5)
+    layer = DecoderLayer if decode else _layer_cls(DecoderLayer, cfg, 5)
     for i in range(cfg.num_decoder_layers):
-      y = layer(cfg, name=f'layers_{i}')(y, encoded, self_bias, cross_bias, deterministic)
+      y = layer(cfg, name=f'layers_{i}')(y, encoded, self_bias, cross_bias, deterministic,
+                                         *((decode, max_length) if decode else ()))
     y = RMSNorm(cfg.layer_norm_epsilon, cfg.dtype, cfg.param_dtype, name='decoder_norm')(y)
     y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     if cfg.logits_via_embedding:
@@ -331,6 +382,12 @@ class T5(nn.Module):
 
   def decode(self, encoded, encoder_key_mask, decoder_input_tokens, enable_dropout: bool = False):
     return self.decoder(encoded, encoder_key_mask, decoder_input_tokens, not enable_dropout)
+
+  def decode_step(self, encoded, encoder_key_mask, decoder_input_tokens, max_length: int):
+    """One incremental step: tokens `[B, 1]` -> logits `[B, 1, V]`, reading and writing the
+    'cache' collection (apply with `mutable=['cache']`). The first call creates the cache."""
+    return self.decoder(encoded, encoder_key_mask, decoder_input_tokens, True, decode=True,
+                        max_length=max_length)
 
   def __call__(self, encoder_input_tokens, decoder_input_tokens, prompt=None,
                enable_dropout: bool = False):

@@ -34,6 +34,10 @@ BYTE_LENGTH_FACTOR = 4   # byt5 sequences are ~4x longer than SentencePiece ones
 # 1.0 text lengths (paper-spec §1.3): 127 pieces + </s> by default; IMDB 127 without </s>; NLI
 # hypothesis+premise cut to 230 - 100 prompt slots; QA / SUM 384.
 V1_INPUT_LENGTH = {'imdb': 127, 'mnli': 130, 'qnli': 130, 'snli': 130}
+# Evaluation decode lengths of the generation tasks (1.0 code, paper-spec §1.3): (most new tokens,
+# new tokens before EOS may end). 1.0's HF `generate` max_length 10/10/50/50 and min_length
+# 2/3/2/2 count the decoder start token; EOS is forbidden while cur_len < min_length.
+DECODE_LENGTHS = {'squad': (9, 1), 'nq_open': (9, 2), 'multi_news': (49, 1), 'samsum': (49, 1)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +55,8 @@ class TaskInfo:
   input_length: int = 128                     # suggested inputs length (prompt not included)
   source: str = ''
   splits: tuple[str, ...] = sources.SPLITS
+  max_decode_length: Optional[int] = None     # generation: most new tokens (None: targets length)
+  min_decode_length: int = 0                  # generation: EOS forbidden at earlier steps
 
   def label_targets(self) -> np.ndarray:
     return label_targets(self.name)
@@ -103,11 +109,15 @@ def _register(family: str, template: templates.Template, layout: str, synth: boo
   mlm = family == 'roberta'
   label_words = template.mlm_label_words if mlm else template.label_words
   input_length, target_length = _lengths(family, template, layout, synth)
+  scale = BYTE_LENGTH_FACTOR if family == 'byt5' else 1
+  max_decode, min_decode = DECODE_LENGTHS.get(template.key, (None, 0)) if not synth else (None, 0)
   _INFOS[name] = TaskInfo(
       name=name, key=template.key, family=family, task_type=template.task_type,
       label_words=label_words, metric=template.metric, target_length=target_length,
       is_classification=template.is_classification, layout=layout, input_length=input_length,
-      source=sources.describe(template.key))
+      source=sources.describe(template.key),
+      max_decode_length=None if max_decode is None else max_decode * scale,
+      min_decode_length=min_decode * scale)
   _TEMPLATES[name] = template
   if name in seqio.TaskRegistry.names():
     return

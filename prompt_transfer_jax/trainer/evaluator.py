@@ -1,29 +1,64 @@
-"""Evaluating a prompt on tasks' validation splits with each task's metric.
+"""Evaluating prompts on tasks' validation splits with each task's metric, many prompts at once.
 
-Classification tasks use rank classification: every label word sequence is scored
-teacher-forced (`backbone.score_labels`, the encoder runs once per example) and the best one is
-the prediction. QA / summarization tasks decode greedily (`backbone.greedy_decode`, jitted, the
-encoder computed once) and the decoded text goes through the task's postprocessor and metric.
-Every example counts: the last batch is padded with masked rows and one compiled function serves
-all batches.
+One `Evaluator` serves training-time evaluation (one prompt), `ptj eval` and the zero-shot
+matrix (N source prompts): per task one jitted function scores a chunk of C prompts on a batch
+of examples (`jax.vmap` over the prompt); the last prompt chunk is padded with zero prompts and
+the last batch with masked rows, so every task compiles once and every example counts. Compiled
+functions are cached by value (backbone, options, shapes), not by object identity.
+
+Options (`ptj.eval_options`, gin): classification `scoring='rank'` scores every label word
+sequence teacher-forced (`score_labels`) and takes the best; `'first_token'` is the 1.0 code's
+rule, the argmax of the first decoding step's logits over each label word's first piece
+(`first_token_scores`; a backbone without it, RoBERTa, already scores first pieces at its mask
+slot). Generation tasks decode with the key/value cache, `decoding='greedy'` or `'beam'`
+(`beam_size`, length penalty `alpha`), for at most the task's `max_decode_length` new tokens
+(default: the targets length) with EOS forbidden before `min_decode_length`; the text goes
+through the task's postprocessor and metric. A backbone that cannot generate (no
+`greedy_decode` / `beam_search`) is refused for generation tasks.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from typing import Any, Mapping, Optional, Sequence
 
 import gin
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from prompt_transfer_jax import partitioning
+from prompt_transfer_jax.files import write_json
 from prompt_transfer_jax.trainer import data as data_lib
 from prompt_transfer_jax.trainer.gin_utils import require
-from prompt_transfer_jax.trainer.placement import host, place
+from prompt_transfer_jax.partitioning import host, place
+
+SCORINGS = ('rank', 'first_token')
+DECODINGS = ('greedy', 'beam')
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+  """How classification is scored and generation decoded (see the module docstring)."""
+  scoring: str = 'rank'
+  decoding: str = 'greedy'
+  beam_size: int = 4
+  alpha: float = 0.6
+
+  def __post_init__(self):
+    if self.scoring not in SCORINGS:
+      raise ValueError(f'eval_options.scoring={self.scoring!r}; choose one of {", ".join(SCORINGS)}')
+    if self.decoding not in DECODINGS:
+      raise ValueError(f'eval_options.decoding={self.decoding!r}; choose one of '
+                       f'{", ".join(DECODINGS)}')
+    if self.beam_size < 1:
+      raise ValueError(f'eval_options.beam_size must be >= 1, got {self.beam_size}')
+
+
+@gin.configurable(module='ptj')
+def eval_options(scoring: str = 'rank', decoding: str = 'greedy', beam_size: int = 4,
+                 alpha: float = 0.6) -> EvalOptions:
+  """The evaluation options bound in gin (`ptj.eval_options.scoring = 'first_token'`, ...)."""
+  return EvalOptions(scoring, decoding, int(beam_size), float(alpha))
 
 
 @dataclasses.dataclass
@@ -34,100 +69,144 @@ class TaskEval:
   label_targets: Optional[np.ndarray]   # [K, T] for classification
   eos_id: int
   vocabulary: Any
+  decode_lengths: tuple[int, int] = (0, 0)   # (max new tokens, min new tokens) for generation
 
 
 class Evaluator:
-  """Scores prompts on a fixed list of tasks; build once, call `evaluate` many times."""
+  """Scores prompts on a fixed list of tasks; build once, call `evaluate` / `evaluate_many`.
+
+  `prompt_chunk`: how many prompts one compiled call scores (vmap); `options`: `EvalOptions`
+  (default: `eval_options()` as bound in gin).
+  """
 
   def __init__(self, frozen, task_names: Sequence[str], lengths: Mapping[str, int],
                batch_size: int, mesh, param_shardings, split: str = 'validation',
-               max_examples: Optional[int] = None):
+               max_examples: Optional[int] = None, prompt_chunk: int = 8,
+               options: Optional[EvalOptions] = None):
     from prompt_transfer_jax import tasks
     self.mesh = mesh
     self.batch_size = int(batch_size)
+    self.prompt_chunk = int(prompt_chunk)
+    if self.prompt_chunk < 1:
+      raise ValueError(f'prompt_chunk must be positive, got {prompt_chunk}')
     self.lengths = dict(lengths)
+    self.options = eval_options() if options is None else options
     self._param_shardings = param_shardings
     self._data_sharding = partitioning.data_sharding(mesh)
-    self._replicated = NamedSharding(mesh, PartitionSpec())
+    self._replicated = partitioning.replicated(mesh)
     data_lib.check_batch_size(self.batch_size, mesh, 'the evaluation batch size')
     self._rows = data_lib.local_rows(self._data_sharding, self.batch_size)
+    generate = 'beam_search' if self.options.decoding == 'beam' else 'greedy_decode'
     self.tasks: list[TaskEval] = []
     for name in task_names:
       info = tasks.get_task_info(name)
-      if not info.is_classification and frozen.family != 't5':
-        raise ValueError(f'task {name!r} needs generation, which the {frozen.family} backbone '
-                         'does not support')
+      if not info.is_classification and not hasattr(frozen.backbone, generate):
+        raise ValueError(f'task {name!r} needs generation, which the '
+                         f'{type(frozen.backbone).__name__} backbone does not support '
+                         f'(no {generate})')
       label_targets = (tasks.label_targets(name, self.lengths['targets'])
                        if info.is_classification else None)
+      backbone = frozen.for_task(label_targets)
       seqio_task = data_lib.provider(name)
       vocab = seqio_task.output_features['targets'].vocabulary
       eval_set = data_lib.eval_set(name, self.lengths, split, frozen.pad_id, max_examples)
-      self.tasks.append(TaskEval(info, eval_set, frozen.for_task(label_targets), label_targets,
-                                 int(vocab.eos_id), vocab))
-    self._score_fns: dict = {}
-    self._decode_fns: dict = {}
+      decode_lengths = (int(info.max_decode_length or self.lengths['targets']),
+                        int(info.min_decode_length))
+      self.tasks.append(TaskEval(info, eval_set, backbone, label_targets, int(vocab.eos_id),
+                                 vocab, decode_lengths))
+    self._fns: dict = {}
 
   @property
   def metric_name(self) -> str:
     names = sorted({t.info.metric for t in self.tasks})
     return names[0] if len(names) == 1 else 'mean_' + '_'.join(names)
 
-  def _jit(self, fn, extra=()):
-    return jax.jit(fn, in_shardings=(self._param_shardings, self._replicated, self._data_sharding)
-                   + tuple(self._replicated for _ in extra), out_shardings=self._replicated)
+  def _compiled(self, key, make, extra: int):
+    if key not in self._fns:
+      self._fns[key] = jax.jit(make(), in_shardings=(self._param_shardings, self._replicated,
+                                                     self._data_sharding)
+                               + (self._replicated,) * extra, out_shardings=self._replicated)
+    return self._fns[key]
 
-  def _score_fn(self, t: TaskEval):
-    """Rank-classification scores; tasks with label targets of the same shape share one compile."""
-    key = id(t.backbone), t.label_targets.shape
-    if key not in self._score_fns:
-      self._score_fns[key] = self._jit(
-          lambda params, prompt, batch, labels, bb=t.backbone: bb.score_labels(params, prompt,
-                                                                               batch, labels),
-          extra=('labels',))
-    fn = self._score_fns[key]
-    labels = place(np.asarray(t.label_targets, np.int32), self._replicated)
-    return lambda params, prompt, batch: fn(params, prompt, batch, labels)
-
-  def _decode_fn(self, t: TaskEval):
-    key = id(t.backbone), t.eos_id
-    if key not in self._decode_fns:
-      length, eos = self.lengths['targets'], t.eos_id
-      self._decode_fns[key] = self._jit(
-          lambda params, prompt, batch, bb=t.backbone: bb.greedy_decode(
-              params, prompt, batch['encoder_input_tokens'], length, eos))
-    return self._decode_fns[key]
-
-  def _run(self, fn, params, prompt, features) -> np.ndarray:
-    outs = []
-    for batch in data_lib.padded_batches(features, self.batch_size):
-      size = int(batch.pop('example_mask').sum())
-      local = {k: v[self._rows] for k, v in batch.items()}
-      out = fn(params, prompt, data_lib.to_global(local, self._data_sharding))
-      outs.append(host(out)[:size])
-    return np.concatenate(outs)
-
-  def evaluate_task(self, t: TaskEval, params, prompt) -> dict:
-    from prompt_transfer_jax.tasks import metrics
-    features = t.eval_set.features
+  def _task_fn(self, t: TaskEval):
+    """(jitted `(params, prompts [C, P, E], batch, *extra) -> [C, B, ...]`, extra arguments)."""
+    bb, opts = t.backbone, self.options
     if t.info.is_classification:
-      scores = self._run(self._score_fn(t), params, prompt, features)
-      predictions = [int(i) for i in np.argmax(scores, axis=-1)]
+      first = opts.scoring == 'first_token' and hasattr(bb, 'first_token_scores')
+      score = bb.first_token_scores if first else bb.score_labels
+      fn = self._compiled(('score', bb, first, t.label_targets.shape), lambda: (
+          lambda params, prompts, batch, labels: jax.vmap(
+              lambda p: score(params, p, batch, labels))(prompts)), 1)
+      return fn, (place(np.asarray(t.label_targets, np.int32), self._replicated),)
+    max_len, min_len = t.decode_lengths
+    eos = t.eos_id
+    if opts.decoding == 'beam':
+      one = lambda params, p, tokens: bb.beam_search(params, p, tokens, max_len, eos,
+                                                     opts.beam_size, opts.alpha, min_len)
     else:
-      ids = self._run(self._decode_fn(t), params, prompt, features)
-      postprocess = data_lib.provider(t.info.name).postprocess_fn
-      predictions = []
-      for row, ex in zip(ids, t.eval_set.examples):
-        text = t.vocabulary.decode([int(i) for i in row])
-        predictions.append(postprocess(text, example=ex, is_target=False) if postprocess else text)
-    return metrics.metric_fn_for(t.info)(t.eval_set.golds, predictions)
+      one = lambda params, p, tokens: bb.greedy_decode(params, p, tokens, max_len, eos, min_len)
+    fn = self._compiled(('decode', bb, opts, max_len, min_len, eos), lambda: (
+        lambda params, prompts, batch: jax.vmap(
+            lambda p: one(params, p, batch['encoder_input_tokens']))(prompts)), 0)
+    return fn, ()
+
+  def outputs(self, t: TaskEval, params, prompts) -> np.ndarray:
+    """`[N, examples, ...]`: label scores (classification) or decoded ids, for N prompts."""
+    prompts = _host_array(prompts)
+    fn, extra = self._task_fn(t)
+    n, c = prompts.shape[0], min(self.prompt_chunk, prompts.shape[0])
+    padded = np.concatenate([prompts, np.zeros((-n % c,) + prompts.shape[1:], prompts.dtype)])
+    chunks = [place(padded[i:i + c], self._replicated) for i in range(0, len(padded), c)]
+    outs = []
+    for batch in data_lib.padded_batches(t.eval_set.features, self.batch_size):
+      size = int(batch.pop('example_mask').sum())
+      placed = data_lib.to_global({k: v[self._rows] for k, v in batch.items()},
+                                  self._data_sharding)
+      outs.append(np.concatenate([host(fn(params, chunk, placed, *extra))
+                                  for chunk in chunks])[:n, :size])
+    return np.concatenate(outs, axis=1)
+
+  def predictions(self, t: TaskEval, outputs: np.ndarray) -> list:
+    """One prompt's outputs -> predictions in the form the task's metric takes."""
+    if t.info.is_classification:
+      return [int(i) for i in np.argmax(outputs, axis=-1)]
+    postprocess = data_lib.provider(t.info.name).postprocess_fn
+    out = []
+    for row, ex in zip(outputs, t.eval_set.examples):
+      text = t.vocabulary.decode([int(i) for i in row])
+      out.append(postprocess(text, example=ex, is_target=False) if postprocess else text)
+    return out
+
+  def task_results(self, t: TaskEval, params, prompts) -> list[dict]:
+    """Every metric of task `t` for each of the N prompts `[N, P, E]`."""
+    from prompt_transfer_jax.tasks import metrics
+    metric_fn = metrics.metric_fn_for(t.info)
+    return [metric_fn(t.eval_set.golds, self.predictions(t, out))
+            for out in self.outputs(t, params, prompts)]
+
+  def evaluate_many(self, params, prompts) -> list[dict]:
+    """For each prompt of `[N, P, E]`: {'score': mean primary metric over tasks, 'metric',
+    'tasks': {task: {metric: value}}, 'seconds'} (seconds of the whole call)."""
+    start = time.perf_counter()
+    prompts = _host_array(prompts)
+    per_task = {t.info.name: self.task_results(t, params, prompts) for t in self.tasks}
+    seconds = time.perf_counter() - start
+    out = []
+    for i in range(prompts.shape[0]):
+      results = {name: r[i] for name, r in per_task.items()}
+      score = float(np.mean([results[t.info.name][t.info.metric] for t in self.tasks]))
+      out.append({'score': score, 'metric': self.metric_name, 'tasks': results,
+                  'seconds': seconds})
+    return out
 
   def evaluate(self, params, prompt) -> dict:
-    """{'score': mean primary metric over tasks, 'tasks': {task: {metric: value}}, 'seconds'}."""
-    start = time.perf_counter()
-    results = {t.info.name: self.evaluate_task(t, params, prompt) for t in self.tasks}
-    score = float(np.mean([results[t.info.name][t.info.metric] for t in self.tasks]))
-    return {'score': score, 'metric': self.metric_name, 'tasks': results,
-            'seconds': time.perf_counter() - start}
+    """`evaluate_many` for one prompt `[P, E]`."""
+    return self.evaluate_many(params, _host_array(prompt)[None])[0]
+
+
+def _host_array(x) -> np.ndarray:
+  """A (replicated) prompt array as float32 numpy, on any process."""
+  return np.asarray(host(x) if isinstance(x, jax.Array) else x, np.float32)
 
 
 @gin.configurable(module='ptj')
@@ -151,12 +230,9 @@ def evaluate(model=gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
   evaluator = Evaluator(model, names, task_feature_lengths, batch_size, mesh, shardings,
                         split=split, max_examples=max_examples)
   result = evaluator.evaluate(place(model.params, shardings),
-                              place(prompt, NamedSharding(mesh, PartitionSpec())))
+                              place(prompt, partitioning.replicated(mesh)))
   result.update(prompt_file=prompt_file, split=split,
                 num_examples={t.info.name: len(t.eval_set) for t in evaluator.tasks})
   if output_file and jax.process_index() == 0:
-    tmp = f'{output_file}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-      json.dump(result, f, indent=1)
-    os.replace(tmp, output_file)
+    write_json(output_file, result)
   return result

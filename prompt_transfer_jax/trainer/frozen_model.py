@@ -88,7 +88,7 @@ def t5_model(checkpoint: Optional[str] = None, preset: Optional[str] = None,
   from prompt_transfer_jax import checkpoints
   from prompt_transfer_jax.config import t5_preset
   from prompt_transfer_jax.models import t5 as t5_lib
-  from prompt_transfer_jax.models.backbone import T5Backbone
+  from prompt_transfer_jax.models.t5_backbone import T5Backbone
   require(INITIAL_CHECKPOINT_PATH=checkpoint, MODEL_PRESET=preset)
   if checkpoint is None and preset is None:
     raise ValueError('t5_model needs a checkpoint (INITIAL_CHECKPOINT_PATH) or a preset')

@@ -16,7 +16,9 @@ import gin
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
+
+from prompt_transfer_jax import partitioning
 
 LOSS_NORMALIZATIONS = ('sum', 'mean')
 OPTIMIZERS = ('adafactor', 'adamw')
@@ -149,14 +151,14 @@ def make_train_step(backbone, optimizer: optax.GradientTransformation, loss: Los
 
 def state_shardings(state: TrainState, mesh: Mesh):
   """The train state is tiny: replicated on every device."""
-  return jax.tree.map(lambda _: NamedSharding(mesh, PartitionSpec()), state)
+  return jax.tree.map(lambda _: partitioning.replicated(mesh), state)
 
 
 def jit_train_step(step: Callable, state: TrainState, mesh: Mesh, param_shardings,
                    batch_sharding: NamedSharding) -> Callable:
   """Jits `step` with explicit in/out shardings; the state buffer is donated."""
   state_sh = state_shardings(state, mesh)
-  replicated = NamedSharding(mesh, PartitionSpec())
+  replicated = partitioning.replicated(mesh)
   return jax.jit(step, in_shardings=(state_sh, param_shardings, batch_sharding),
                  out_shardings=(state_sh, replicated), donate_argnums=(0,),
                  compiler_options=compiler_options(mesh))

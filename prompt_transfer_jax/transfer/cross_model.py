@@ -39,13 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
 from prompt_transfer_jax import files, partitioning
 from prompt_transfer_jax.trainer import checkpointing
 from prompt_transfer_jax.trainer import step as step_lib
 from prompt_transfer_jax.trainer.gin_utils import require
-from prompt_transfer_jax.trainer.placement import host, place
+from prompt_transfer_jax.partitioning import host, place
 from prompt_transfer_jax.transfer import projector as projector_lib
 
 METHODS = ('task_tuning', 'distance')
@@ -91,7 +91,7 @@ def init_state(params, optimizer: optax.GradientTransformation) -> ProjectorStat
   the parameters (partitioned like them), everything else is replicated."""
   param_sh = jax.tree.map(lambda x: x.sharding, params)
   first = jax.tree.leaves(param_sh)[0]
-  replicated = (NamedSharding(first.mesh, PartitionSpec()) if isinstance(first, NamedSharding)
+  replicated = (partitioning.replicated(first.mesh) if isinstance(first, NamedSharding)
                 else first)
   opt_sh = optax.tree_map_params(optimizer, lambda _, s: s, jax.eval_shape(optimizer.init, params),
                                  param_sh, transform_non_params=lambda _: replicated)
@@ -140,13 +140,13 @@ def make_task_step(spec: projector_lib.ProjectorSpec, backbone, optimizer,
 
 
 def jit_distance_step(step: Callable, state: ProjectorState, mesh) -> Callable:
-  sh, rep = state_shardings(state), NamedSharding(mesh, PartitionSpec())
+  sh, rep = state_shardings(state), partitioning.replicated(mesh)
   return jax.jit(step, in_shardings=(sh, rep, rep), out_shardings=(sh, rep), donate_argnums=(0,),
                  compiler_options=step_lib.compiler_options(mesh))
 
 
 def jit_task_step(step: Callable, state: ProjectorState, mesh, param_shardings) -> Callable:
-  sh, rep = state_shardings(state), NamedSharding(mesh, PartitionSpec())
+  sh, rep = state_shardings(state), partitioning.replicated(mesh)
   return jax.jit(step, in_shardings=(sh, param_shardings, rep, partitioning.data_sharding(mesh)),
                  out_shardings=(sh, rep), donate_argnums=(0,),
                  compiler_options=step_lib.compiler_options(mesh))
@@ -286,7 +286,7 @@ class _Trainer:
     self.s, self.model, self.batch_size, self.seed, self.log = setup, model, batch_size, seed, log
     self.lengths = None if lengths is None else {k: int(v) for k, v in dict(lengths).items()}
     mesh = setup.mesh
-    self.replicated = NamedSharding(mesh, PartitionSpec())
+    self.replicated = partitioning.replicated(mesh)
     self.project = jax.jit(lambda p, x: setup.spec.module.apply({'params': p}, x),
                            out_shardings=self.replicated)
     self.sources = place(setup.sources, self.replicated)
@@ -339,8 +339,7 @@ class _Trainer:
     if self.evaluator is None:
       mse = float(np.mean(np.square(projected - self.s.targets)))
       return {'score': -mse, 'metric': 'neg_mse', 'tasks': {}, 'seconds': 0.0}
-    results = {t.info.name: self.evaluator.evaluate_task(t, self.frozen,
-                                                         place(projected[i], self.replicated))
+    results = {t.info.name: self.evaluator.task_results(t, self.frozen, projected[i][None])[0]
                for i, t in enumerate(self.evaluator.tasks)}
     score = float(np.mean([results[t.info.name][t.info.metric] for t in self.evaluator.tasks]))
     return {'score': score, 'metric': self.evaluator.metric_name, 'tasks': results,

@@ -1,13 +1,10 @@
 """Zero-shot cross-task transfer: N source prompts scored on M target tasks, nothing trained.
 
 Each source prompt is evaluated on every target's split with the TARGET's template, verbalizer
-and metric (paper-spec section 3): classification targets rank the target's label words, QA /
-summarization targets decode greedily and go through the target's postprocessor and metric.
-The data, label targets and metrics are the trainer's `Evaluator`'s, so column s of the matrix
-is what `Evaluator.evaluate` gives for prompt s. Per target task one jitted function scores a
-chunk of C prompts on a batch of examples (`jax.vmap` over the prompt); the last prompt chunk
-is padded with zero prompts and the last batch with masked rows, so every target compiles once
-and every example counts.
+and metric (paper-spec section 3), scored and decoded as the evaluation options say
+(`ptj.eval_options`). The matrix IS the trainer's `Evaluator` run on all N prompts at once
+(`Evaluator.task_results`, chunks of C prompts vmapped per compiled call), so column s is what
+`Evaluator.evaluate` gives for prompt s.
 
 Output (`ZeroShotMatrix.to_json`), rows = targets, columns = sources:
 `{"tasks": targets, "sources": [...], "matrix": [[...]], "metrics": {task: metric},
@@ -23,15 +20,12 @@ import dataclasses
 import time
 from typing import Mapping, Optional, Sequence
 
-import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from prompt_transfer_jax import partitioning
 from prompt_transfer_jax.files import write_json
-from prompt_transfer_jax.trainer import data as data_lib
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
-from prompt_transfer_jax.trainer.placement import host, place
+from prompt_transfer_jax.partitioning import place
 
 BASELINES = ('uniform', 'zeros')
 
@@ -93,78 +87,6 @@ def _nan_to_none(x: np.ndarray):
       None if not np.isfinite(v) else float(v) for v in x]
 
 
-def _score_fn(backbone):
-  """`(params, prompts [C, P, E], batch, labels [K, T]) -> [C, B, K]` label log-likelihoods."""
-  def fn(params, prompts, batch, labels):
-    return jax.vmap(lambda p: backbone.score_labels(params, p, batch, labels))(prompts)
-  return fn
-
-
-def _decode_fn(backbone, length: int, eos_id: int):
-  """`(params, prompts [C, P, E], batch) -> [C, B, length]` greedy ids."""
-  def fn(params, prompts, batch):
-    return jax.vmap(lambda p: backbone.greedy_decode(params, p, batch['encoder_input_tokens'],
-                                                     length, eos_id))(prompts)
-  return fn
-
-
-class _Runner:
-  """Jitted, chunked evaluation of many prompts on one target task at a time."""
-
-  def __init__(self, model, mesh, batch_size: int, prompt_chunk: int):
-    self.batch_size = batch_size
-    self.prompt_chunk = prompt_chunk
-    self.param_shardings = model.shardings(mesh)
-    self.params = place(model.params, self.param_shardings)
-    self.replicated = NamedSharding(mesh, PartitionSpec())
-    self.data_sharding = partitioning.data_sharding(mesh)
-    self.rows = data_lib.local_rows(self.data_sharding, batch_size)
-    self._fns: dict = {}
-
-  def _compiled(self, key, make, extra: int):
-    """One jitted function per key: (backbone, label shape) or (backbone, length, eos)."""
-    if key not in self._fns:
-      self._fns[key] = jax.jit(make(), in_shardings=(self.param_shardings, self.replicated,
-                                                     self.data_sharding)
-                               + (self.replicated,) * extra, out_shardings=self.replicated)
-    return self._fns[key]
-
-  def outputs(self, task: evaluator_lib.TaskEval, prompts: np.ndarray,
-              lengths: Mapping[str, int]) -> np.ndarray:
-    """`[N, examples, ...]`: label scores (classification) or decoded ids, for all N prompts."""
-    if task.info.is_classification:
-      fn = self._compiled(('score', id(task.backbone), task.label_targets.shape),
-                          lambda: _score_fn(task.backbone), 1)
-      extra = (place(np.asarray(task.label_targets, np.int32), self.replicated),)
-    else:
-      length = int(lengths['targets'])
-      fn = self._compiled(('decode', id(task.backbone), length, task.eos_id),
-                          lambda: _decode_fn(task.backbone, length, task.eos_id), 0)
-      extra = ()
-    n, c = prompts.shape[0], self.prompt_chunk
-    padded = np.concatenate([prompts, np.zeros((-n % c,) + prompts.shape[1:], np.float32)])
-    chunks = [place(padded[i:i + c], self.replicated) for i in range(0, len(padded), c)]
-    outs = []
-    for batch in data_lib.padded_batches(task.eval_set.features, self.batch_size):
-      size = int(batch.pop('example_mask').sum())
-      placed = data_lib.to_global({k: v[self.rows] for k, v in batch.items()}, self.data_sharding)
-      outs.append(np.concatenate([host(fn(self.params, chunk, placed, *extra))
-                                  for chunk in chunks])[:n, :size])
-    return np.concatenate(outs, axis=1)
-
-
-def _predictions(task: evaluator_lib.TaskEval, outputs: np.ndarray) -> list:
-  """One prompt's outputs -> predictions in the form the target's metric takes."""
-  if task.info.is_classification:
-    return [int(i) for i in np.argmax(outputs, axis=-1)]
-  postprocess = data_lib.provider(task.info.name).postprocess_fn
-  out = []
-  for row, ex in zip(outputs, task.eval_set.examples):
-    text = task.vocabulary.decode([int(i) for i in row])
-    out.append(postprocess(text, example=ex, is_target=False) if postprocess else text)
-  return out
-
-
 def _check_prompts(prompts, sources: Sequence[str], embed_dim: int) -> np.ndarray:
   p = np.asarray(prompts, np.float32)
   if p.ndim != 3 or p.shape[-1] != embed_dim:
@@ -209,15 +131,15 @@ def zero_shot_matrix(model, prompts, sources: Sequence[str], targets: Sequence[s
   start = time.perf_counter()
   lengths = dict(lengths or default_lengths(targets))
   mesh = partitioning.make_mesh(model_parallel)
-  runner = _Runner(model, mesh, batch_size, min(prompt_chunk, len(prompts) + bool(baseline)))
-  evaluator = evaluator_lib.Evaluator(model, targets, lengths, batch_size, mesh,
-                                      runner.param_shardings, split=split,
-                                      max_examples=max_examples)
+  shardings = model.shardings(mesh)
+  evaluator = evaluator_lib.Evaluator(model, targets, lengths, batch_size, mesh, shardings,
+                                      split=split, max_examples=max_examples,
+                                      prompt_chunk=min(prompt_chunk, len(prompts) + bool(baseline)))
+  params = place(model.params, shardings)
   everything = prompts
   if baseline:
     base = baseline_prompt(baseline, prompts.shape[1], prompts.shape[2], baseline_seed)
     everything = np.concatenate([prompts, base[None]])
-  from prompt_transfer_jax.tasks import metrics as metrics_lib
   matrix = np.zeros((len(targets), len(sources)))
   details, base_scores, base_details = {}, [], {}
   tasks_iter = evaluator.tasks
@@ -225,9 +147,7 @@ def zero_shot_matrix(model, prompts, sources: Sequence[str], targets: Sequence[s
     from tqdm import tqdm
     tasks_iter = tqdm(tasks_iter, unit='target', desc='zero-shot')
   for i, task in enumerate(tasks_iter):
-    outputs = runner.outputs(task, everything, lengths)
-    metric_fn = metrics_lib.metric_fn_for(task.info)
-    results = [metric_fn(task.eval_set.golds, _predictions(task, out)) for out in outputs]
+    results = evaluator.task_results(task, params, everything)
     matrix[i] = [r[task.info.metric] for r in results[:len(sources)]]
     details[task.info.name] = {s: r for s, r in zip(sources, results)}
     if baseline:

@@ -20,7 +20,7 @@ def random_params(abstract, seed: int = 0):
 def tiny_t5():
   from prompt_transfer_jax.config import t5_preset
   from prompt_transfer_jax.models import t5 as t5_lib
-  from prompt_transfer_jax.models.backbone import T5Backbone
+  from prompt_transfer_jax.models.t5_backbone import T5Backbone
   config = t5_preset('t5x_tiny')
   return T5Backbone(config), random_params(t5_lib.abstract_params(config))
 

@@ -13,7 +13,7 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
 from prompt_transfer_jax import checkpoints  # pylint: disable=g-import-not-at-top
-from prompt_transfer_jax.models import backbone, t5  # pylint: disable=g-import-not-at-top
+from prompt_transfer_jax.models import t5, t5_backbone  # pylint: disable=g-import-not-at-top
 
 VOCAB, LENGTH, PROMPT = 64, 24, 5
 
@@ -76,7 +76,7 @@ def _check_prompted_loss(config, params, reference):
   batch = _batch()
   prompt = np.random.RandomState(2).randn(PROMPT, config.emb_dim).astype(np.float32)
   with jax.default_matmul_precision('highest'):
-    loss, tokens = jax.jit(backbone.T5Backbone(config).token_loss)(params, prompt, batch)
+    loss, tokens = jax.jit(t5_backbone.T5Backbone(config).token_loss)(params, prompt, batch)
   for i in range(3):
     ids = torch.tensor(batch['encoder_input_tokens'][i:i + 1], dtype=torch.long)
     labels = torch.tensor(batch['decoder_target_tokens'][i:i + 1], dtype=torch.long)

@@ -8,7 +8,7 @@ import pytest
 from prompt_transfer_jax.checkpoints import save_hf_t5
 from prompt_transfer_jax.config import t5_preset
 from prompt_transfer_jax.models import t5 as t5_lib
-from prompt_transfer_jax.models.backbone import T5Backbone
+from prompt_transfer_jax.models.t5_backbone import T5Backbone
 from prompt_transfer_jax.trainer import export
 from prompt_transfer_jax.trainer.frozen_model import random_t5_params
 

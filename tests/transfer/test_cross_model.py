@@ -11,7 +11,7 @@ from prompt_transfer_jax import partitioning
 from prompt_transfer_jax.tasks import SYNTH_VOCAB_SIZE
 from prompt_transfer_jax.trainer import frozen_model, runs
 from prompt_transfer_jax.trainer import step as step_lib
-from prompt_transfer_jax.trainer.placement import host, place
+from prompt_transfer_jax.partitioning import host, place
 from prompt_transfer_jax.transfer import cross_model, project_cli
 from prompt_transfer_jax.transfer import projector as projector_lib
 from tests.tasks.conftest import roberta_dir, tasks  # noqa: F401  (fixtures: a tiny RoBERTa BPE)
