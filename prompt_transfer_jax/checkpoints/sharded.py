@@ -32,7 +32,7 @@ from prompt_transfer_jax.checkpoints.t5x import LazyArray, Location, unflatten
 from prompt_transfer_jax.config import T5Config
 
 # Float slices are read and cast in blocks of at most this many source bytes (along axis 0).
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 4 << 20
 
 _SAFETENSORS_DTYPES = {'F64': np.float64, 'F32': np.float32, 'F16': np.float16,
                        'BF16': ml_dtypes.bfloat16, 'I64': np.int64, 'I32': np.int32}
