@@ -5,7 +5,22 @@ Field names follow T5X's `t5x.examples.t5.network.T5Config` so gin files read th
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Sequence, Union
+
+# Rematerialisation of the frozen model's layers in the backward pass: 'none' keeps every
+# activation, 'full' recomputes each layer from its input, 'dots_saveable' keeps matmul outputs
+# and recomputes the elementwise work (jax.checkpoint_policies.dots_saveable).
+REMAT_POLICIES = ('none', 'full', 'dots_saveable')
+
+
+def remat_policy(value: Union[bool, str], where: str) -> str:
+  """A remat setting (a policy name; True / False for 'full' / 'none') -> a policy name."""
+  if isinstance(value, bool):
+    return 'full' if value else 'none'
+  if value not in REMAT_POLICIES:
+    raise ValueError(f'{where}.remat must be one of {", ".join(REMAT_POLICIES)} (or a bool), '
+                     f'got {value!r}')
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,10 +42,11 @@ class T5Config:
   layer_norm_epsilon: float = 1e-6
   dtype: str = 'float32'
   param_dtype: str = 'float32'
-  remat: bool = False
+  remat: Union[bool, str] = 'none'   # a REMAT_POLICIES name
 
   def __post_init__(self):
     object.__setattr__(self, 'mlp_activations', tuple(self.mlp_activations))
+    object.__setattr__(self, 'remat', remat_policy(self.remat, 'T5Config'))
     for name in ('vocab_size', 'emb_dim', 'num_heads', 'head_dim', 'mlp_dim',
                  'num_encoder_layers', 'num_decoder_layers', 'relative_attention_num_buckets'):
       if getattr(self, name) <= 0:

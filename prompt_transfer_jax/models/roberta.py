@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
+from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from prompt_transfer_jax.models.t5 import FFN_HIDDEN, FFN_PRE_ACTIVATION
+from prompt_transfer_jax.config import remat_policy
+from prompt_transfer_jax.models.t5 import FFN_HIDDEN, FFN_PRE_ACTIVATION, remat_layer
 
 PROMPT_LAYOUTS = ('mask_slot', 'plain')
 _ACTIVATIONS = {
@@ -63,9 +64,10 @@ class RobertaConfig:
   prompt_layout: str = 'mask_slot'
   dtype: str = 'float32'
   param_dtype: str = 'float32'
-  remat: bool = False
+  remat: Union[bool, str] = 'none'   # a config.REMAT_POLICIES name
 
   def __post_init__(self):
+    object.__setattr__(self, 'remat', remat_policy(self.remat, 'RobertaConfig'))
     for name in ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
                  'intermediate_size', 'max_position_embeddings', 'type_vocab_size'):
       if getattr(self, name) <= 0:
@@ -319,7 +321,7 @@ class Encoder(nn.Module):
     cfg = self.config
     bias = jnp.where(key_mask, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :]
     # flax counts `self` in static_argnums: 3 is `deterministic`.
-    layer = nn.remat(EncoderLayer, static_argnums=(3,)) if cfg.remat else EncoderLayer
+    layer = remat_layer(EncoderLayer, cfg.remat, deterministic_argnum=3)
     for i in range(cfg.num_hidden_layers):
       x = layer(cfg, name=f'layers_{i}')(x, bias, deterministic)
     return x
