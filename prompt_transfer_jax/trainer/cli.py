@@ -156,6 +156,9 @@ def train_main(argv: Sequence[str]) -> int:
   """`ptj train`: prompt-tune a frozen model; resumes when MODEL_DIR holds a checkpoint."""
 
   def body(fv):
+    if fv.dry_run:
+      from prompt_transfer_jax.trainer import plan
+      return plan.print_plan(fv)
     _setup(fv)
     import jax
     from prompt_transfer_jax.trainer import train
@@ -165,7 +168,12 @@ def train_main(argv: Sequence[str]) -> int:
                                                 'best_score')}))
     return 0
 
-  return _run('ptj train', argv, train_main.__doc__, _gin_flags, body)
+  def define(fv):
+    _gin_flags(fv)
+    flags.DEFINE_bool('dry_run', False, 'print the plan (memory and FLOPs per device, as `ptj '
+                      'plan` on the local devices) instead of training', flag_values=fv)
+
+  return _run('ptj train', argv, train_main.__doc__, define, body)
 
 
 def eval_main(argv: Sequence[str]) -> int:

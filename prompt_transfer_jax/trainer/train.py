@@ -98,7 +98,7 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   batch_sharding = partitioning.data_sharding(mesh)
   data_lib.check_batch_size(batch_size, mesh)
   param_shardings = model.shardings(mesh)
-  params = place(model.params, param_shardings)
+  params = model.placed(param_shardings)
   label_targets = _train_label_targets(model, train_task_names)
   backbone = model.for_task(label_targets)
 
