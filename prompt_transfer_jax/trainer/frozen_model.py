@@ -48,7 +48,9 @@ class FrozenModel:
 
   def embedding_table(self) -> np.ndarray:
     if self.sharded is not None:
-      return self.sharded.read(('token_embedder', 'embedding'), np.float32)
+      table = self.sharded.read(('token_embedder', 'embedding'),
+                                jnp.dtype(self.config.param_dtype))
+      return np.asarray(table, np.float32)
     if self.is_abstract:
       raise ValueError(f'{self.source}: the model was built without weights (abstract)')
     return np.asarray(self.backbone.embedding_table(self.params), np.float32)

@@ -155,6 +155,23 @@ def test_hf_untied_scaled_head_and_wrong_config(tiny_checkpoint, tmp_path):
       sharded.open_t5(path, 't5x_tiny')
 
 
+def test_frozen_model_sharded_restore_reads_only_when_placed(tiny_checkpoint):
+  """`ptj.t5_model.sharded_restore=True`: no weight is read until the trainer places them."""
+  import jax
+  from prompt_transfer_jax import partitioning
+  from prompt_transfer_jax.trainer import frozen_model
+  model = frozen_model.t5_model(checkpoint=str(tiny_checkpoint), sharded_restore=True,
+                                frozen_dtype='bfloat16')
+  assert model.is_abstract and model.sharded.stats.bytes_read == 0
+  mesh = partitioning.make_mesh(1, jax.devices()[:1])
+  placed = t5x.flatten(model.placed(model.shardings(mesh)))
+  _, reference = checkpoints.load_t5(tiny_checkpoint, dtype='bfloat16')
+  for key, expected in t5x.flatten(reference).items():
+    np.testing.assert_array_equal(np.asarray(placed[key]), expected, err_msg=str(key))
+  np.testing.assert_array_equal(model.embedding_table(),
+                                reference['token_embedder']['embedding'].astype(np.float32))
+
+
 # ---------------------------------------------------------------------------------------------
 # Peak host memory of a bfloat16 restore.
 
