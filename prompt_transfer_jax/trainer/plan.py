@@ -10,7 +10,7 @@ frozen parameter bytes, prompt + optimizer state bytes, the compiled step's peak
 (`compiled.memory_analysis()`), the total, the step's FLOPs (`compiled.cost_analysis()`), and the
 shardings of the largest arrays. Its last line is machine-readable:
 
-    plan: devices=16 mesh=2x8 per_device_peak_gib=7.91 params_gib_per_device=2.62 tflops_per_step=...
+    plan: devices=16 mesh=2x8 per_device_peak_gib=X params_gib_per_device=Y tflops_per_step=Z
 
 Numbers come from the XLA backend the plan is compiled for (XLA:CPU for fake devices): its
 fusion and buffer assignment differ from the TPU compiler's, so treat temporary bytes as an
@@ -224,7 +224,8 @@ def plan_from_gin(devices: Optional[int] = None, model_parallel: Optional[int] =
   mesh = partitioning.make_mesh(model_parallel, available[:devices])
   with frozen_model.abstract_weights():
     model = _train_setting('model')
-  lengths = train._check_lengths(_train_setting('task_feature_lengths'))  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  lengths = train._check_lengths(_train_setting('task_feature_lengths'))
   batch_size = int(_train_setting('batch_size'))
   optimizer = _train_setting('optimizer') or step_lib.make_optimizer()
   loss_cfg = step_lib.LossConfig(_train_setting('z_loss'), _train_setting('label_smoothing'),
@@ -275,7 +276,8 @@ def print_plan(fv, devices: Optional[int] = None, model_parallel: Optional[int] 
   from prompt_transfer_jax.trainer import cli
   cli._setup(fv)  # pylint: disable=protected-access
   try:
-    plan = cli._gin_call(lambda: plan_from_gin(devices, model_parallel))  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    plan = cli._gin_call(lambda: plan_from_gin(devices, model_parallel))
   except ValueError as e:
     raise cli.UsageError(cli._one_line(e)) from None  # pylint: disable=protected-access
   for line in plan.lines():
@@ -290,6 +292,7 @@ def print_plan(fv, devices: Optional[int] = None, model_parallel: Optional[int] 
 def main(argv: Sequence[str]) -> int:
   """`ptj plan`: per-device memory and FLOPs of a `ptj train` configuration, from shapes only."""
   from prompt_transfer_jax.trainer import cli
-  return cli._run('ptj plan', argv, main.__doc__, _plan_flags, run_plan)  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  return cli._run('ptj plan', argv, main.__doc__, _plan_flags, run_plan)
 
 

@@ -236,7 +236,8 @@ def test_bf16_restore_never_holds_a_float32_copy_of_a_large_parameter(tmp_path):
   from prompt_transfer_jax.config import t5_preset
   config = t5_preset('t5_1_1_base').replace(num_encoder_layers=1, num_decoder_layers=1)
   rng = np.random.default_rng(0)
-  arrays = {p: rng.random(s, dtype=np.float32) for p, s in checkpoints.expected_shapes(config).items()}
+  arrays = {p: rng.random(s, dtype=np.float32)
+            for p, s in checkpoints.expected_shapes(config).items()}
   step_dir = tmp_path / 'checkpoint_1'
   step_dir.mkdir()
   _write_t5x(step_dir, arrays, chunk_rows=2048)   # T5X writes chunks; a read is >= one chunk
