@@ -81,15 +81,18 @@ def test_t5_1_1_xxl_paper_pt_fits_12_gib_per_device(xxl_plan):
 
 
 def test_roberta_large_paper_pt_fits_4_devices():
+  """Data parallel (its 50265-word vocabulary does not split over a model axis), full remat:
+  3.9 GiB per device (19.3 GiB without remat); inputs 412 + 100 prompt rows = 512 positions."""
   code, out, err, _ = _plan_subprocess(
       ['--gin_file=models/roberta_large.gin', '--gin_file=runs/prompt_train.gin',
-       "--gin.MIXTURE_OR_TASK_NAME='roberta_sst2'", '--devices=4', '--model_parallel=2',
+       "--gin.MIXTURE_OR_TASK_NAME='roberta_sst2'", '--devices=4', '--model_parallel=1',
        "--gin.MODEL_DIR='/tmp/unused'", "--gin.TASK_FEATURE_LENGTHS={'inputs': 412, 'targets': 1}",
-       '--gin.BATCH_SIZE=32', "--gin.FROZEN_DTYPE='bfloat16'", "--gin.ACTIVATION_DTYPE='bfloat16'"])
+       '--gin.BATCH_SIZE=32', "--gin.FROZEN_DTYPE='bfloat16'", "--gin.ACTIVATION_DTYPE='bfloat16'",
+       "--gin.REMAT='full'"])
   assert code == 0, err[-3000:]
   devices, data, model, peak, params, _ = _plan_line(out)
-  assert (devices, data, model) == (4, 2, 2)
-  assert peak <= 12.0 and 0.2 < params < 0.4, out
+  assert (devices, data, model) == (4, 4, 1)
+  assert peak <= 12.0 and 0.6 < params < 0.75, out
 
 
 def test_hbm_limit_is_a_one_line_usage_error():
@@ -103,7 +106,7 @@ def test_hbm_limit_is_a_one_line_usage_error():
 def test_train_dry_run_prints_the_plan_and_trains_nothing(run_train, tmp_path):
   code, out, err = run_train(synth_args(tmp_path / 'run', 1) + ['--dry_run'])
   assert code == 0, err
-  devices, data, model, peak, params, tflops = _plan_line(out)
+  devices, data, model, _, _, tflops = _plan_line(out)
   assert (devices, data, model) == (1, 1, 1) and tflops > 0 and 'eval step: arguments' in out
   assert not (tmp_path / 'run').exists()
 
