@@ -16,6 +16,7 @@ from prompt_transfer_jax import command
 COMMANDS = {
     'train': ('prompt_transfer_jax.trainer.cli', 'train_main', 'prompt-tune a frozen model (gin + absl flags)'),
     'eval': ('prompt_transfer_jax.trainer.cli', 'eval_main', 'evaluate a prompt file on a task'),
+    'plan': ('prompt_transfer_jax.trainer.plan', 'main', 'memory and FLOPs per device of a train config, ahead of time'),
     'export': ('prompt_transfer_jax.trainer.cli', 'export_main', 'export a prompt (npy / PEFT directory)'),
     'demo': ('prompt_transfer_jax.trainer.demo', 'main', 'end-to-end demo on the synthetic tasks'),
     'transfer': ('prompt_transfer_jax.transfer.cli', 'main', 'cross-task transfer: zero-shot matrix, TPT speedups, synthetic study'),

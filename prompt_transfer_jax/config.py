@@ -6,7 +6,22 @@ same; `RobertaConfig` field names follow Hugging Face's RoBERTa `config.json`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
+
+# Rematerialisation of the frozen model's layers in the backward pass: 'none' keeps every
+# activation, 'full' recomputes each layer from its input, 'dots_saveable' keeps matmul outputs
+# and recomputes the elementwise work (jax.checkpoint_policies.dots_saveable).
+REMAT_POLICIES = ('none', 'full', 'dots_saveable')
+
+
+def remat_policy(value: Union[bool, str], where: str) -> str:
+  """A remat setting (a policy name; True / False for 'full' / 'none') -> a policy name."""
+  if isinstance(value, bool):
+    return 'full' if value else 'none'
+  if value not in REMAT_POLICIES:
+    raise ValueError(f'{where}.remat must be one of {", ".join(REMAT_POLICIES)} (or a bool), '
+                     f'got {value!r}')
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +43,11 @@ class T5Config:
   layer_norm_epsilon: float = 1e-6
   dtype: str = 'float32'
   param_dtype: str = 'float32'
-  remat: bool = False
+  remat: Union[bool, str] = 'none'   # a REMAT_POLICIES name
 
   def __post_init__(self):
     object.__setattr__(self, 'mlp_activations', tuple(self.mlp_activations))
+    object.__setattr__(self, 'remat', remat_policy(self.remat, 'T5Config'))
     for name in ('vocab_size', 'emb_dim', 'num_heads', 'head_dim', 'mlp_dim',
                  'num_encoder_layers', 'num_decoder_layers', 'relative_attention_num_buckets'):
       if getattr(self, name) <= 0:
@@ -137,9 +153,10 @@ class RobertaConfig:
   prompt_layout: str = 'mask_slot'
   dtype: str = 'float32'
   param_dtype: str = 'float32'
-  remat: bool = False
+  remat: Union[bool, str] = 'none'   # a REMAT_POLICIES name
 
   def __post_init__(self):
+    object.__setattr__(self, 'remat', remat_policy(self.remat, 'RobertaConfig'))
     for name in ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
                  'intermediate_size', 'max_position_embeddings', 'type_vocab_size'):
       if getattr(self, name) <= 0:

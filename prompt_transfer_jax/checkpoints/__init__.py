@@ -128,6 +128,13 @@ def load_t5(path_or_preset, config: ConfigLike = None, dtype=None) -> tuple[T5Co
 
 
 def _load_t5x(location, config: Optional[T5Config], config_name: str):
+  config, leaves = t5x_leaves(location, config, config_name)
+  return config, t5x.unflatten({p: np.asarray(t5x.materialize(v)) for p, v in leaves.items()})
+
+
+def t5x_leaves(location, config: Optional[T5Config], config_name: str):
+  """`(config, {path: leaf})` of a T5X / Orbax checkpoint's backbone, checked against the config
+  (given, or inferred from the stored shapes); leaves stay lazy (`LazyArray`) or inline numpy."""
   ckpt = open_checkpoint(location.path)
   leaves = {p: v for p, v in t5x.flatten(ckpt.target).items()
             if v is not None and p[:len(_PROMPT_SUBTREE)] != _PROMPT_SUBTREE}
@@ -142,4 +149,4 @@ def _load_t5x(location, config: Optional[T5Config], config_name: str):
     if isinstance(leaf, t5x.LazyArray) and path in expected and not leaf.has_metadata:
       leaf.assume(expected[path], np.float32)  # T5X saves `target` in float32 by default
   validate_params({p: t5x.shape_of(v) for p, v in leaves.items()}, config, ckpt.index, config_name)
-  return config, t5x.unflatten({p: np.asarray(t5x.materialize(v)) for p, v in leaves.items()})
+  return config, leaves

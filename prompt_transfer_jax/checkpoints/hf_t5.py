@@ -182,8 +182,9 @@ class _Tensors:
     return out
 
 
-def read_hf_t5(path) -> tuple[T5Config, dict]:
-  """`(T5Config, params)` from an HF T5 directory; shapes are checked by `load_t5`."""
+def hf_layout(path):
+  """`(config.json dict, T5Config, _Tensors, name table)` of an HF T5 directory, checked for
+  missing and unexpected tensors; no tensor data is read."""
   directory = os.path.abspath(os.fspath(path))
   config_file = os.path.join(directory, CONFIG_FILE)
   if not os.path.isfile(config_file):
@@ -207,16 +208,27 @@ def read_hf_t5(path) -> tuple[T5Config, dict]:
     more = ' ...' if len(unexpected) > 8 else ''
     raise ValueError(f'{tensors.where}: unexpected tensors {", ".join(unexpected[:8])}{more} '
                      '(not part of T5 with this config.json)')
+  if hf.get('tie_word_embeddings') is False and 'scale_decoder_outputs' not in hf and (
+      LM_HEAD not in tensors):
+    raise ValueError(f'{tensors.where}: missing tensor {LM_HEAD} (config.json says '
+                     'tie_word_embeddings: false)')
+  return hf, config, tensors, table
+
+
+def untied_head_allowed(hf: Mapping) -> bool:
+  """Whether config.json lets a stored `lm_head` differ from the embedding."""
+  return 'scale_decoder_outputs' in hf or hf.get('tie_word_embeddings') is False
+
+
+def read_hf_t5(path) -> tuple[T5Config, dict]:
+  """`(T5Config, params)` from an HF T5 directory; shapes are checked by `load_t5`."""
+  hf, config, tensors, table = hf_layout(path)
   values = tensors.read([name for name, _, _ in table] + ([LM_HEAD] if LM_HEAD in tensors else []))
   validate.check_tree(values, tensors.where)
   embedding = values[table[0][0]]
-  untied_allowed = 'scale_decoder_outputs' in hf or hf.get('tie_word_embeddings') is False
   head = values.get(LM_HEAD)
-  untied = (head is not None and untied_allowed and
+  untied = (head is not None and untied_head_allowed(hf) and
             (head.shape != embedding.shape or not np.array_equal(head, embedding)))
-  if hf.get('tie_word_embeddings') is False and 'scale_decoder_outputs' not in hf and head is None:
-    raise ValueError(f'{tensors.where}: missing tensor {LM_HEAD} (config.json says '
-                     'tie_word_embeddings: false)')
   scale = _scales_logits(hf)
   config = config.replace(logits_via_embedding=scale and not untied)
   flat = {}

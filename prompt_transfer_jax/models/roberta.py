@@ -24,7 +24,7 @@ one holds `<mask>`. Inputs are right-padded with `pad_token_id` (1 in RoBERTa's 
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,7 @@ from flax import linen as nn
 
 from prompt_transfer_jax.config import (PROMPT_LAYOUTS, ROBERTA_PRESETS,  # noqa: F401
                                         RobertaConfig, roberta_preset)
-from prompt_transfer_jax.models.t5 import FFN_HIDDEN, FFN_PRE_ACTIVATION
+from prompt_transfer_jax.models.t5 import FFN_HIDDEN, FFN_PRE_ACTIVATION, remat_layer
 
 _ACTIVATIONS = {  # keys: config.ROBERTA_ACTIVATIONS
     'gelu': functools.partial(nn.gelu, approximate=False),
@@ -239,7 +239,7 @@ class Encoder(nn.Module):
     cfg = self.config
     bias = jnp.where(key_mask, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :]
     # flax counts `self` in static_argnums: 3 is `deterministic`.
-    layer = nn.remat(EncoderLayer, static_argnums=(3,)) if cfg.remat else EncoderLayer
+    layer = remat_layer(EncoderLayer, cfg.remat, deterministic_argnum=3)
     for i in range(cfg.num_hidden_layers):
       x = layer(cfg, name=f'layers_{i}')(x, bias, deterministic)
     return x

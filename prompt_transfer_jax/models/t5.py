@@ -287,9 +287,17 @@ class DecoderLayer(nn.Module):
     return _constrain(y, ('batch', 'length', 'embed'))
 
 
+def remat_layer(cls, policy: str, deterministic_argnum: int):
+  """The layer class under a `config.REMAT_POLICIES` policy; `deterministic` (counted with
+  `self` as 0) stays static."""
+  if policy == 'none':
+    return cls
+  saveable = jax.checkpoint_policies.dots_saveable if policy == 'dots_saveable' else None
+  return nn.remat(cls, static_argnums=(deterministic_argnum,), policy=saveable)
+
+
 def _layer_cls(cls, config: T5Config, deterministic_argnum: int):
-  """Optionally rematerialized layer; `deterministic` (counted with `self` as 0) stays static."""
-  return nn.remat(cls, static_argnums=(deterministic_argnum,)) if config.remat else cls
+  return remat_layer(cls, config.remat, deterministic_argnum)
 
 
 def _mask_to_bias(mask):

@@ -16,77 +16,47 @@ Errors and exit codes follow `prompt_transfer_jax.command` (2 bad input, 1 failu
 from __future__ import annotations
 
 import json
-import logging
-import os
 from typing import Sequence
 
 from absl import flags
 
 from prompt_transfer_jax import command
 from prompt_transfer_jax.command import UsageError
-
-
-def _setup(fv: flags.FlagValues) -> None:
-  """Host memory settings, logging, multi-host initialisation, gin registration and parsing."""
-  from prompt_transfer_jax.trainer import host_memory
-  host_memory.keep_freed_memory()
-  import jax
-  from absl import logging as absl_logging
-  absl_logging.set_verbosity(fv.log_level)
-  logging.getLogger().setLevel(fv.log_level.upper())
-  if fv.multiprocess:
-    kwargs = {k: v for k, v in (('coordinator_address', fv.coordinator_address),
-                                ('num_processes', fv.num_processes),
-                                ('process_id', fv.process_id)) if v is not None}
-    jax.distributed.initialize(**kwargs)
-  with command.quiet_stderr():
-    import seqio
-    from prompt_transfer_jax.trainer import runs
-    runs.register_configurables()
-  if fv.tfds_data_dir:
-    seqio.set_tfds_data_dir_override(fv.tfds_data_dir)
-  try:
-    runs.parse_gin(fv.gin_file, fv.gin_bindings, fv.gin_search_paths)
-  except FileNotFoundError:
-    raise
-  except Exception as e:  # noqa: BLE001  (gin raises SyntaxError, ValueError, TokenError, ...)
-    raise UsageError(f'bad gin configuration: {command.one_line(e)}') from None
-
-
-def _gin_call(fn):
-  """Calls a gin configurable, turning gin's missing-value errors into one-line usage errors."""
-  try:
-    return fn()
-  except TypeError as e:
-    if 'No values supplied by Gin' in str(e) or 'Required bindings' in str(e):
-      raise UsageError(f'missing gin setting: {command.one_line(e)}') from None
-    raise
+from prompt_transfer_jax.trainer import runs
 
 
 def train_main(argv: Sequence[str]) -> int:
   """`ptj train`: prompt-tune a frozen model; resumes when MODEL_DIR holds a checkpoint."""
 
   def body(fv):
-    _setup(fv)
+    if fv.dry_run:
+      from prompt_transfer_jax.trainer import plan
+      return plan.print_plan(fv)
+    runs.setup_flags(fv)
     import jax
     from prompt_transfer_jax.trainer import train
-    summary = _gin_call(lambda: train.train(show_progress=fv.progress))
+    summary = runs.gin_call(lambda: train.train(show_progress=fv.progress))
     if jax.process_index() == 0:
       print(json.dumps({k: summary[k] for k in ('model_dir', 'final_step', 'metric', 'best_step',
                                                 'best_score')}))
     return 0
 
-  return command.run('ptj train', argv, train_main.__doc__, command.gin_flags, body)
+  def define(fv):
+    command.gin_flags(fv)
+    flags.DEFINE_bool('dry_run', False, 'print the plan (memory and FLOPs per device, as `ptj '
+                      'plan` on the local devices) instead of training', flag_values=fv)
+
+  return command.run('ptj train', argv, train_main.__doc__, define, body)
 
 
 def eval_main(argv: Sequence[str]) -> int:
   """`ptj eval`: evaluate a prompt file on a task (or mixture) with its metric; prints JSON."""
 
   def body(fv):
-    _setup(fv)
+    runs.setup_flags(fv)
     import jax
     from prompt_transfer_jax.trainer import evaluator
-    result = _gin_call(evaluator.evaluate)
+    result = runs.gin_call(evaluator.evaluate)
     if jax.process_index() == 0:
       print(json.dumps(result))
     return 0

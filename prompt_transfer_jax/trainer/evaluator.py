@@ -229,8 +229,7 @@ def evaluate(model=gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
   shardings = model.shardings(mesh)
   evaluator = Evaluator(model, names, task_feature_lengths, batch_size, mesh, shardings,
                         split=split, max_examples=max_examples)
-  result = evaluator.evaluate(place(model.params, shardings),
-                              place(prompt, partitioning.replicated(mesh)))
+  result = evaluator.evaluate(model.placed(shardings), place(prompt, partitioning.replicated(mesh)))
   result.update(prompt_file=prompt_file, split=split,
                 num_examples={t.info.name: len(t.eval_set) for t in evaluator.tasks})
   if output_file and jax.process_index() == 0:

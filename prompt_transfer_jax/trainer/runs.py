@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import gin
 
+from prompt_transfer_jax import command
 from prompt_transfer_jax.trainer import gin_checks
 
 GIN_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'gin_configs'
@@ -70,6 +71,41 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
   from prompt_transfer_jax.tasks.prepare import import_task_modules  # tasks: imported above
   import_task_modules(gin_checks.task_modules())
   gin_checks.check_macros(bindings)
+
+
+def setup_flags(fv) -> None:
+  """What every gin-configured command does first, from its `command.gin_flags`: host memory
+  settings, logging, multi-host initialisation, gin registration and parsing."""
+  from prompt_transfer_jax.trainer import host_memory
+  host_memory.keep_freed_memory()
+  import jax
+  from absl import logging as absl_logging
+  absl_logging.set_verbosity(fv.log_level)
+  logging.getLogger().setLevel(fv.log_level.upper())
+  if fv.multiprocess:
+    kwargs = {k: v for k, v in (('coordinator_address', fv.coordinator_address),
+                                ('num_processes', fv.num_processes),
+                                ('process_id', fv.process_id)) if v is not None}
+    jax.distributed.initialize(**kwargs)
+  with command.quiet_stderr():
+    import seqio
+    register_configurables()
+  if fv.tfds_data_dir:
+    seqio.set_tfds_data_dir_override(fv.tfds_data_dir)
+  try:
+    parse_gin(fv.gin_file, fv.gin_bindings, fv.gin_search_paths)
+  except Exception as e:  # noqa: BLE001  (gin raises SyntaxError, ValueError, TokenError, ...)
+    raise command.UsageError(f'bad gin configuration: {command.one_line(e)}') from None
+
+
+def gin_call(fn):
+  """Calls a gin configurable, turning gin's missing-value errors into one-line usage errors."""
+  try:
+    return fn()
+  except TypeError as e:
+    if 'No values supplied by Gin' in str(e) or 'Required bindings' in str(e):
+      raise command.UsageError(f'missing gin setting: {command.one_line(e)}') from None
+    raise
 
 
 def run_gin(fn: Callable[[], Any], gin_files: Sequence[str], bindings: Sequence[str] = (),

@@ -120,8 +120,7 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   eval_task_names = list(eval_tasks or train_task_names)
   data_lib.local_batch_size(batch_size, jax.process_count())
 
-  mesh, param_shardings, params = partitioning.place_params(model.params, model.shardings,
-                                                            model_parallel)
+  mesh, param_shardings, params = model.on_mesh(model_parallel)
   batch_sharding = partitioning.data_sharding(mesh)
   data_lib.check_batch_size(batch_size, mesh)
   label_targets = _train_label_targets(model, train_task_names)

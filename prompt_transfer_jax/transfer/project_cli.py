@@ -29,17 +29,17 @@ from absl import flags
 
 from prompt_transfer_jax import command
 from prompt_transfer_jax.command import UsageError
-from prompt_transfer_jax.trainer.cli import _gin_call, _setup
+from prompt_transfer_jax.trainer import runs
 
 RESULT_KIND = 'cross_model_zero_shot'
 
 
 def _train(fv) -> int:
   """`ptj project train`: train a projector (task tuning or distance minimizing)."""
-  _setup(fv)
+  runs.setup_flags(fv)
   from prompt_transfer_jax.transfer import cross_model
   log = (lambda m: print(m, file=sys.stderr)) if fv.progress else None
-  summary = _gin_call(lambda: cross_model.train_projector(log=log))
+  summary = runs.gin_call(lambda: cross_model.train_projector(log=log))
   print(json.dumps({k: summary[k] for k in ('model_dir', 'projector_dir', 'method', 'final_step',
                                             'metric', 'best_step', 'best_score')}))
   return 0
@@ -151,7 +151,6 @@ def cross_model_zero_shot(model, projector_dirs: Sequence[str], source_prompt_di
 def _tpt(fv, result: dict, out_dir: str) -> dict:
   """TPT_MODEL from Proj_k(P_src_t) and vanilla PT on every target t, with their speedups."""
   from prompt_transfer_jax import files
-  from prompt_transfer_jax.trainer import runs
   from prompt_transfer_jax.transfer import cross_model, speedup
   from prompt_transfer_jax.transfer import projector as projector_lib
   gin_files, bindings = list(fv.gin_file), list(fv.gin_bindings)
@@ -181,11 +180,11 @@ def _zero_shot(fv) -> int:
   if not fv.projector or not fv.source_prompts or not fv.out:
     raise UsageError('--projector, --source_prompts and --out are required')
   fv.gin_bindings.append('ptj.target_model.model = %MODEL')
-  _setup(fv)
+  runs.setup_flags(fv)
   import gin
   from prompt_transfer_jax.files import write_json
   from prompt_transfer_jax.transfer import cross_model, projector as projector_lib
-  model = _gin_call(cross_model.target_model)
+  model = runs.gin_call(cross_model.target_model)
   lengths = None
   try:
     lengths = gin.query_parameter('%TASK_FEATURE_LENGTHS')
