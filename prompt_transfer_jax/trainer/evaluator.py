@@ -54,7 +54,7 @@ class Evaluator:
     self.tasks: list[TaskEval] = []
     for name in task_names:
       info = tasks.get_task_info(name)
-      if not info.is_classification and frozen.family != 't5':
+      if not info.is_classification and not frozen.can_generate:
         raise ValueError(f'task {name!r} needs generation, which the {frozen.family} backbone '
                          'does not support')
       label_targets = tasks.label_targets(name) if info.is_classification else None
