@@ -76,7 +76,7 @@ def random_t5_params(config, seed: int = 0):
 def load(model: Optional[str] = None, family: str = 't5', preset: Optional[str] = None,
          config_overrides: Optional[Mapping[str, Any]] = None,
          frozen_dtype: Optional[str] = None, activation_dtype: Optional[str] = None,
-         seed: int = 0) -> FrozenModel:
+         seed: int = 0, abstract: bool = False) -> FrozenModel:
   """A frozen `family` model from `model` (a checkpoint or, by the one preset rule, a preset).
 
   With a checkpoint, `preset` names the config it is checked against (T5X stores none; None
@@ -84,6 +84,8 @@ def load(model: Optional[str] = None, family: str = 't5', preset: Optional[str] 
   weights drawn from `seed`. `config_overrides` replaces config fields (`dropout_rate`,
   `prompt_layout`, ...). `frozen_dtype` is the dtype the frozen weights are read into (each array
   cast as it is read) and `activation_dtype` the compute dtype; the prompt stays float32.
+  `abstract=True` reads nothing: the preset's shapes (`jax.ShapeDtypeStruct` params), for
+  building a full-size job with `jax.eval_shape`.
   """
   from prompt_transfer_jax import checkpoints
   if family not in FAMILIES:
@@ -98,9 +100,34 @@ def load(model: Optional[str] = None, family: str = 't5', preset: Optional[str] 
   if activation_dtype is not None:
     overrides['dtype'] = jnp.dtype(activation_dtype).name
   source = str(model) if model is not None else f'random {preset} (seed {seed})'
+  if abstract:
+    return _abstract(family, preset, overrides, dtype, source)
   if family == 'roberta':
     return _roberta(model, preset, overrides, dtype, seed, source)
   return _t5(model, preset, overrides, dtype, seed, source)
+
+
+def _abstract(family, preset, overrides, dtype, source) -> FrozenModel:
+  from flax import linen as nn
+
+  from prompt_transfer_jax.config import t5_preset
+  from prompt_transfer_jax.models import roberta as roberta_lib
+  from prompt_transfer_jax.models import t5 as t5_lib
+  from prompt_transfer_jax.models.backbone import T5Backbone
+  from prompt_transfer_jax.models.roberta_backbone import RobertaBackbone
+  if preset is None:
+    raise ValueError('an abstract model needs a preset (MODEL_PRESET) for its shapes')
+  if dtype is not None:
+    overrides['param_dtype'] = dtype
+  if family == 'roberta':
+    config = roberta_lib.roberta_preset(preset, **overrides)
+    boxed, backbone = roberta_lib.abstract_params(config), RobertaBackbone(config)
+    pad_id = config.pad_token_id
+  else:
+    config = t5_preset(preset).replace(**overrides)
+    boxed, backbone, pad_id = t5_lib.abstract_params(config), T5Backbone(config), 0
+  return FrozenModel(family, config, backbone, nn.meta.unbox(boxed), boxed, pad_id,
+                     f'abstract {source}')
 
 
 def _t5(checkpoint, preset, overrides, dtype, seed, source) -> FrozenModel:
@@ -137,20 +164,21 @@ def _roberta(checkpoint, preset, overrides, dtype, seed, source) -> FrozenModel:
 def t5_model(checkpoint: Optional[str] = None, preset: Optional[str] = None,
              config_overrides: Optional[Mapping[str, Any]] = None,
              frozen_dtype: Optional[str] = None, activation_dtype: Optional[str] = None,
-             seed: int = 0) -> FrozenModel:
+             seed: int = 0, abstract: bool = False) -> FrozenModel:
   """A frozen T5 from `checkpoint` (T5X, Orbax or HF directory) or, without one, `preset`
   (`config.T5_PRESETS`) with random weights; see `load`."""
   require(INITIAL_CHECKPOINT_PATH=checkpoint, MODEL_PRESET=preset)
-  return load(checkpoint, 't5', preset, config_overrides, frozen_dtype, activation_dtype, seed)
+  return load(checkpoint, 't5', preset, config_overrides, frozen_dtype, activation_dtype, seed,
+              abstract)
 
 
 @gin.configurable(module='ptj')
 def roberta_model(checkpoint: Optional[str] = None, preset: Optional[str] = 'roberta_large',
                   config_overrides: Optional[Mapping[str, Any]] = None,
                   frozen_dtype: Optional[str] = None, activation_dtype: Optional[str] = None,
-                  seed: int = 0) -> FrozenModel:
+                  seed: int = 0, abstract: bool = False) -> FrozenModel:
   """A frozen RoBERTa (masked LM) from an HF directory `checkpoint` or, without one, `preset`
   with random weights; see `load`."""
   require(INITIAL_CHECKPOINT_PATH=checkpoint, MODEL_PRESET=preset)
   return load(checkpoint, 'roberta', preset, config_overrides, frozen_dtype, activation_dtype,
-              seed)
+              seed, abstract)
