@@ -13,6 +13,7 @@ COMMANDS = {
     'export': ('prompt_transfer_jax.trainer.cli', 'export_main', 'export a prompt (npy / PEFT directory)'),
     'demo': ('prompt_transfer_jax.trainer.demo', 'main', 'end-to-end demo on the synthetic tasks'),
     'transfer': ('prompt_transfer_jax.transfer.cli', 'main', 'cross-task transfer: zero-shot matrix, TPT speedups, synthetic study'),
+    'study': ('prompt_transfer_jax.transfer.study_cli', 'main', "the paper's cross-task study from a gin file, every stage resumable"),
     'tasks': ('prompt_transfer_jax.tasks.cli', 'main', 'list / show / preview the registered tasks'),
     'analyze': ('prompt_transfer_jax.analysis.cli', 'analyze_main', 'transferability indicators, Spearman, report'),
     'bank': ('prompt_transfer_jax.analysis.cli', 'bank_main', 'a bank of trained prompts: add / list / recommend'),
