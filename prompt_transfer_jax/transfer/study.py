@@ -93,11 +93,14 @@ def study_backbone(name: str = gin.REQUIRED, gin_files: Sequence[str] = gin.REQU
                    train_gin_files: Sequence[str] = ('runs/prompt_train.gin',),
                    checkpoint: Optional[str] = None) -> Backbone:
   """A study backbone (see `Backbone`); `bindings` are 'NAME = VALUE' gin bindings of its runs."""
-  return Backbone(name, tuple(gin_files), tuple(tasks), tuple(bindings),
-                  dict(lengths) if lengths else None, prompt_seeds, tuple(tpt_gin_files),
-                  tuple(tpt_bindings), dict(task_bindings) if task_bindings else None,
-                  synth_tokenizer, t5_activation_token, paper, tuple(train_gin_files),
-                  checkpoint)
+  return Backbone(name=name, gin_files=tuple(gin_files), tasks=tuple(tasks),
+                  bindings=tuple(bindings), lengths=dict(lengths) if lengths else None,
+                  prompt_seeds=prompt_seeds, tpt_gin_files=tuple(tpt_gin_files),
+                  tpt_bindings=tuple(tpt_bindings),
+                  task_bindings=dict(task_bindings) if task_bindings else None,
+                  train_gin_files=tuple(train_gin_files), checkpoint=checkpoint,
+                  synth_tokenizer=synth_tokenizer, t5_activation_token=t5_activation_token,
+                  paper=paper)
 
 
 @gin.configurable(module='ptj')
