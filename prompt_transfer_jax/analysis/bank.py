@@ -148,36 +148,25 @@ def short_run_prompt(task: str, steps: int, gin_files: Sequence[str], bindings: 
 
   `gin_files` are the model's (e.g. `models/t5_1_1_base_prompt.gin`; `runs/prompt_train.gin`
   is added), `bindings` are `NAME=VALUE` gin bindings. The run goes to `model_dir` (a run
-  already there is resumed) or to a temporary directory that is removed afterwards. The run's
-  gin bindings are cleared afterwards, so they do not leak into later calls.
+  already there is resumed) or to a temporary directory that is removed afterwards
+  (`trainer.runs.train_run`: gin is cleared afterwards, nothing leaks into later calls).
   """
-  import contextlib
-  import io
   import shutil
   import tempfile
 
-  import gin
-
-  from prompt_transfer_jax.trainer import checkpointing, cli
+  from prompt_transfer_jax.trainer import checkpointing, runs
   if steps < 1:
     raise ValueError(f'--short-run needs a positive number of steps, got {steps}')
   if not gin_files:
     raise ValueError('a short prompt-tuning run needs the model gin file(s) (--gin_file)')
   temporary = tempfile.mkdtemp(prefix='ptj_short_run_') if model_dir is None else None
   run_dir = os.path.join(temporary, 'run') if temporary else model_dir
-  args = [f'--gin_file={f}' for f in gin_files] + [
-      '--gin_file=runs/prompt_train.gin', f"--gin.MODEL_DIR='{run_dir}'",
-      f"--gin.MIXTURE_OR_TASK_NAME='{task}'", f'--gin.TRAIN_STEPS={steps}',
-      f'--gin.EVAL_PERIOD={steps}', '--noprogress'] + [f'--gin.{b}' for b in bindings]
   try:
-    with contextlib.redirect_stdout(io.StringIO()):
-      code = cli.train_main(args)
-    if code:
-      raise ValueError(f'the short prompt-tuning run on {task!r} failed (exit {code}; its error '
-                       'is printed above)')
+    runs.train_run(list(gin_files) + ['runs/prompt_train.gin'], [
+        f"MODEL_DIR = '{run_dir}'", f"MIXTURE_OR_TASK_NAME = '{task}'",
+        f'TRAIN_STEPS = {steps}', f'EVAL_PERIOD = {steps}'] + list(bindings))
     return read_prompt(checkpointing.numpy_prompt_path(run_dir, steps))
   finally:
-    gin.clear_config()
     if temporary:
       shutil.rmtree(temporary, ignore_errors=True)
 

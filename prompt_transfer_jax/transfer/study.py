@@ -173,8 +173,13 @@ def _clock(seconds: float) -> str:
   return f'{m}m{s:02d}s' if m else f'{s}s'
 
 
-def run(config: Study, log: Callable[[str], None] = print) -> dict:
+def _print(line: str) -> None:
+  print(line, flush=True)
+
+
+def run(config: Study, log: Optional[Callable[[str], None]] = None) -> dict:
   """Runs every stage of every backbone (skipping finished ones); returns {name: study.json}."""
+  log = log or _print
   total = sum(_stage_count(b, config.tpt) for b in config.backbones)
   progress = Progress(total, log)
   results = {}
@@ -234,11 +239,12 @@ def _copy(src: str, dst: str) -> None:
 
 
 def run_backbone(config: Study, backbone: Backbone, out: str,
-                 progress: Optional[Progress] = None, log: Callable[[str], None] = print) -> dict:
+                 progress: Optional[Progress] = None,
+                 log: Optional[Callable[[str], None]] = None) -> dict:
   """Every stage of one backbone into `out`; returns its `study.json` content."""
   from prompt_transfer_jax import tasks as tasks_lib
   from prompt_transfer_jax.trainer import run_record
-  progress = progress or Progress(_stage_count(backbone, config.tpt), log)
+  progress = progress or Progress(_stage_count(backbone, config.tpt), log or _print)
   names = list(backbone.tasks)
   os.makedirs(os.path.join(out, 'prompts'), exist_ok=True)
   if backbone.synth_tokenizer:
@@ -492,7 +498,7 @@ def same_type_similarity(types: Sequence[str]) -> np.ndarray:
 def run_study(out: str, tasks: Optional[Sequence[str]] = None, steps: int = 300,
               eval_period: int = 50, batch_size: int = 32, prompt_length: int = 20,
               model_size: str = 'demo', tpt: bool = False, baseline: str = 'uniform',
-              bootstrap: int = 2000, log: Callable[[str], None] = print) -> dict:
+              bootstrap: int = 2000, log: Optional[Callable[[str], None]] = None) -> dict:
   """`ptj transfer study`: the synthetic study on one random T5 (`models/t5_synth_prompt.gin`),
   written straight into `out`; returns its `study.json` content (with `seconds`)."""
   from prompt_transfer_jax import tasks as tasks_lib
@@ -525,7 +531,11 @@ def summary(study: dict) -> str:
   """The study's numbers as plain text."""
   names = study['tasks']
   width = max(len(n) for n in names)
-  lines = ['zero-shot accuracy (rows = target tasks, columns = source prompts):',
+  lines = []
+  if 'pt_scores' in study:
+    lines += ['prompt tuning, best validation score per task: ' + ', '.join(
+        f'{n} {s:.1f}' for n, s in study['pt_scores'].items()), '']
+  lines += ['zero-shot accuracy (rows = target tasks, columns = source prompts):',
            ' ' * (width + 2) + ' '.join(f'{i:>6}' for i in range(len(names))) + '  random']
   for i, n in enumerate(names):
     rand = study['random_baseline'][i] if study['random_baseline'] else float('nan')
