@@ -34,6 +34,7 @@ import gin
 import numpy as np
 
 from prompt_transfer_jax.files import atomic_path, atomic_write, read_json, write_json
+from prompt_transfer_jax.trainer.gin_utils import require
 
 PROMPT_SEEDS = ('shared', 'per_task')
 UNK_ID = 2      # the synthetic vocabulary's <unk>: the content-free T5 activation input
@@ -93,6 +94,7 @@ def study_backbone(name: str = gin.REQUIRED, gin_files: Sequence[str] = gin.REQU
                    train_gin_files: Sequence[str] = ('runs/prompt_train.gin',),
                    checkpoint: Optional[str] = None) -> Backbone:
   """A study backbone (see `Backbone`); `bindings` are 'NAME = VALUE' gin bindings of its runs."""
+  require(INITIAL_CHECKPOINT_PATH=checkpoint)
   return Backbone(name=name, gin_files=tuple(gin_files), tasks=tuple(tasks),
                   bindings=tuple(bindings), lengths=dict(lengths) if lengths else None,
                   prompt_seeds=prompt_seeds, tpt_gin_files=tuple(tpt_gin_files),
@@ -111,6 +113,7 @@ def study(out_dir: str = gin.REQUIRED, backbones: Sequence[Backbone] = gin.REQUI
           eval_period: Optional[int] = None, batch_size: Optional[int] = None) -> Study:
   """The study `ptj study` runs (evaluated once, before any run clears gin). `train_steps`,
   `eval_period` and `batch_size`, when given, override every backbone's recipe."""
+  require(STUDY_DIR=out_dir)
   names = [b.name for b in backbones]
   if len(set(names)) != len(names):
     raise ValueError(f'study backbones need distinct names, got {names}')

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from prompt_transfer_jax.trainer.cli import _gin_call, _gin_flags, _run, _setup
+from prompt_transfer_jax.trainer.cli import UsageError, _gin_call, _gin_flags, _run, _setup
 
 
 def main(argv: Sequence[str]) -> int:
@@ -22,7 +22,10 @@ def main(argv: Sequence[str]) -> int:
     import gin
     import jax
     from prompt_transfer_jax.transfer import study
-    config = _gin_call(study.study)
+    try:
+      config = _gin_call(study.study)
+    except ValueError as e:   # a study config that cannot be built is bad input
+      raise UsageError(str(e)) from None
     gin.clear_config()   # every run parses its own recipe
     results = study.run(config)
     if jax.process_index() == 0:

@@ -105,3 +105,29 @@ def test_killed_study_resumes_to_the_same_tables(tmp_path):
 
   log = _finish(out)     # a finished study: every stage is skipped
   assert log.count('done before, skipped') == 10
+
+
+def test_tables_put_the_paper_beside_the_reproduction(tmp_path):
+  names = ['roberta_sst2_v1', 'roberta_mnli_v1', 'roberta_qqp_v1']
+  record = {'backbone': 'rl', 'tasks': names, 'paper': 'roberta_large',
+            'keys': dict(zip(names, ['sst2', 'mnli', 'qqp'])),
+            'types': dict(zip(names, ['SA', 'NLI', 'PI'])),
+            'pt_scores': dict(zip(names, [95.0, 80.0, 60.0])),
+            'relative': [[100.0, 50.0, None], [60.0, 100.0, 70.0], [80.0, 90.0, 100.0]],
+            'random_baseline': [47.5, 40.0, 30.0],
+            'spearman': {'ON': 12.5}, 'hit_rates': {'ON': {'top1': 0.5, 'top3': 1.0}}}
+  tables = study.tables(record)
+  header, rows = tables['pt_scores']
+  assert rows[0] == ['roberta_sst2_v1', 'SA', '95.0', '96.1'] and rows[2][-1] == 'n/a'
+  assert tables['zero_shot_relative'][1][0][-2:] == ['n/a', '50.0']       # 47.5 / 95 -> 50 %
+  assert tables['spearman'][1] == [['ON', '12.5', '49.7', '50', '100']]
+  study.write_tables(record, str(tmp_path))
+  assert (tmp_path / 'spearman.csv').read_text() == (
+      'indicator,Spearman x100,paper,top-1 hit,top-3 hit\nON,12.5,49.7,50,100\n')
+  assert '| ON | 12.5 | 49.7 | 50 | 100 |' in (tmp_path / 'README.md').read_text()
+
+
+def test_missing_study_dir_is_a_usage_error(capsys):
+  from prompt_transfer_jax import cli
+  assert cli.main(['study', '--gin_file=studies/synth.gin']) == 2
+  assert 'STUDY_DIR' in capsys.readouterr().err
