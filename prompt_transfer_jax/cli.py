@@ -21,6 +21,7 @@ COMMANDS = {
     'demo': ('prompt_transfer_jax.trainer.demo', 'main', 'end-to-end demo on the synthetic tasks'),
     'transfer': ('prompt_transfer_jax.transfer.cli', 'main', 'cross-task transfer: zero-shot matrix, TPT speedups, synthetic study'),
     'project': ('prompt_transfer_jax.transfer.project_cli', 'main', 'cross-model transfer: train / apply a projector, zero-shot, TPT_MODEL'),
+    'study': ('prompt_transfer_jax.transfer.study_cli', 'main', "the paper's cross-task study from a gin file, every stage resumable"),
     'tasks': ('prompt_transfer_jax.tasks.cli', 'main', 'list / show / preview the registered tasks'),
     'data': ('prompt_transfer_jax.tasks.data_cli', 'main', 'prepare: download / check task datasets'),
     'analyze': ('prompt_transfer_jax.analysis.cli', 'analyze_main', 'transferability indicators, Spearman, report'),

@@ -150,6 +150,7 @@ class RobertaConfig:
   bos_token_id: int = 0
   eos_token_id: int = 2
   mask_token_id: Optional[int] = None  # from the tokenizer; None means vocab_size - 1
+  initializer_range: float = 0.02      # stddev of the random weights (HF's initializer_range)
   prompt_layout: str = 'mask_slot'
   dtype: str = 'float32'
   param_dtype: str = 'float32'

@@ -141,15 +141,9 @@ def _position(text: str):
 
 def _load_model(args):
   """(backbone, params) from `--model` (a preset name or a checkpoint) for `--family`."""
-  if args.family == 'roberta':
-    from prompt_transfer_jax.checkpoints.roberta import load_roberta
-    from prompt_transfer_jax.models.roberta_backbone import RobertaBackbone
-    config, params = load_roberta(args.model)
-    return RobertaBackbone(config), params
-  from prompt_transfer_jax.checkpoints import load_t5
-  from prompt_transfer_jax.models.t5_backbone import T5Backbone
-  config, params = load_t5(args.model, args.config)
-  return T5Backbone(config), params
+  from prompt_transfer_jax.trainer import frozen_model
+  model = frozen_model.load(args.model, args.family, args.config)
+  return model.backbone, model.params
 
 
 def _model_flags(fv: flags.FlagValues) -> None:

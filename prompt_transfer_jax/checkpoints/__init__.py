@@ -1,8 +1,13 @@
-"""Loading frozen T5 parameters: presets (random init), Hugging Face directories, T5X / Orbax.
+"""Loading frozen parameters: presets (random init), Hugging Face directories, T5X / Orbax.
 
-`load_t5(path_or_preset, config=None, dtype=None) -> (T5Config, params)` is the one entry point;
-params are nested dicts of numpy arrays named as in `models/t5.py` (the T5X tree), checked
-against `abstract_params(config)` before any array data is read.
+`load_t5(path_or_preset, config=None, dtype=None) -> (T5Config, params)` and
+`load_roberta(path_or_preset, **overrides)` are the entry points; params are nested dicts of
+numpy arrays named as in `models/t5.py` (the T5X tree) / `models/roberta.py`, checked against
+`abstract_params(config)` before any array data is read, and cast to the parameter dtype one
+array at a time as they are read (never a second full copy on the host).
+
+One preset rule and one random initializer for every entry point: `presets.is_checkpoint_path`
+and `presets.random_params`.
 """
 from __future__ import annotations
 
@@ -16,14 +21,16 @@ from flax import linen as nn
 
 from prompt_transfer_jax.checkpoints import hf_t5, t5x
 from prompt_transfer_jax.checkpoints.hf_t5 import read_hf_t5, save_hf_t5
-from prompt_transfer_jax.checkpoints.roberta import load_roberta
+from prompt_transfer_jax.checkpoints.presets import is_checkpoint_path, random_params
+from prompt_transfer_jax.checkpoints.roberta import load_roberta, save_roberta
 from prompt_transfer_jax.checkpoints.t5x import (infer_t5_config, open_checkpoint,
                                                  read_t5x_checkpoint, read_t5x_variable)
 from prompt_transfer_jax.config import T5Config, t5_preset
 from prompt_transfer_jax.models import t5 as t5_lib
 from prompt_transfer_jax.models.prompt import T5X_PROMPT_NAME
 
-__all__ = ['load_t5', 'load_roberta', 'read_t5x_variable', 'read_t5x_checkpoint', 'read_hf_t5', 'save_hf_t5',
+__all__ = ['load_t5', 'load_roberta', 'save_roberta', 'random_params', 'is_checkpoint_path',
+           'read_t5x_variable', 'read_t5x_checkpoint', 'read_hf_t5', 'save_hf_t5',
            'infer_t5_config', 'open_checkpoint', 'validate_params', 'expected_shapes']
 
 # Prompt-tuning checkpoints carry the prompt inside the encoder; it is not a backbone parameter
@@ -73,22 +80,11 @@ def validate_params(shapes: Mapping[tuple, tuple], config: T5Config, where: str,
                      f'{expected_from} expects {expected[wrong[0]]}{more}')
 
 
-def _cast(params: Mapping, dtype) -> dict:
-  def cast(x):
-    x = np.asarray(x)
-    return np.array(x, dtype=dtype) if jnp.issubdtype(x.dtype, jnp.floating) else np.array(x)
-  return jax.tree_util.tree_map(cast, dict(params))
-
-
-def _looks_like_path(value: str) -> bool:
-  return ('://' in value or os.sep in value or '/' in value or value.startswith(('.', '~')) or
-          os.path.exists(value))
-
-
-def load_t5(path_or_preset, config: ConfigLike = None, dtype=None) -> tuple[T5Config, dict]:
+def load_t5(path_or_preset, config: ConfigLike = None, dtype=None,
+            seed: int = 0) -> tuple[T5Config, dict]:
   """Returns `(T5Config, params)` for a preset name, an HF T5 directory or a T5X checkpoint.
 
-  - a preset name (see `config.T5_PRESETS`): random parameters from `models.t5.init_params`;
+  - a preset name (see `config.T5_PRESETS`): random parameters `random_params(config, seed)`;
   - a directory with `config.json`: an HF T5 model (`hf_t5.read_hf_t5`); `config`, if given,
     replaces the one built from config.json and the weights are checked against it;
   - anything else: a T5X / Orbax checkpoint (model dir, step dir or msgpack file, local or
@@ -96,12 +92,12 @@ def load_t5(path_or_preset, config: ConfigLike = None, dtype=None) -> tuple[T5Co
     inferred from the shapes (`t5x.infer_t5_config`). A prompt-tuning prompt in the checkpoint
     (`encoder/prompt/...`) is skipped.
 
-  Float parameters are cast to `dtype` (default: the config's `param_dtype`, float32); when
-  `dtype` is given the returned config's `param_dtype` is set to it.
+  Float parameters are cast to `dtype` as each is read (default: the config's `param_dtype`,
+  float32); when `dtype` is given the returned config's `param_dtype` is set to it.
   """
   given, given_name = _resolve_config(config)
   path = os.fspath(path_or_preset)
-  if not _looks_like_path(path):
+  if not is_checkpoint_path(path):
     try:
       cfg = t5_preset(path)
     except ValueError as e:
@@ -109,27 +105,39 @@ def load_t5(path_or_preset, config: ConfigLike = None, dtype=None) -> tuple[T5Co
     if given is not None and given != cfg:
       raise ValueError(f'{path!r} is a preset; config= applies to checkpoints only')
     cfg = cfg.replace(param_dtype=jnp.dtype(dtype).name) if dtype is not None else cfg
-    return cfg, _cast(jax.device_get(t5_lib.init_params(cfg)), jnp.dtype(cfg.param_dtype))
+    return cfg, random_params(cfg, seed)
   location = t5x.Location.of(path)
   if not location.exists():
     raise FileNotFoundError(f'checkpoint path does not exist: {location}')
   if not location.is_url and os.path.isfile(os.path.join(location.path, hf_t5.CONFIG_FILE)):
-    cfg, params = read_hf_t5(location.path)
+    target = jnp.dtype(dtype if dtype is not None else
+                       given.param_dtype if given is not None else 'float32')
+    cfg, params = read_hf_t5(location.path, target)
     cfg_name = hf_t5.CONFIG_FILE
     if given is not None:
       cfg, cfg_name = given, given_name
     validate_params({p: np.shape(v) for p, v in t5x.flatten(params).items()}, cfg,
                     location.path, cfg_name)
   else:
-    cfg, params = _load_t5x(location, given, given_name)
+    cfg, params = _load_t5x(location, given, given_name, dtype)
   if dtype is not None:
     cfg = cfg.replace(param_dtype=jnp.dtype(dtype).name)
-  return cfg, _cast(params, jnp.dtype(cfg.param_dtype))
+  return cfg, params
 
 
-def _load_t5x(location, config: Optional[T5Config], config_name: str):
+def _cast_leaf(x, dtype) -> np.ndarray:
+  """One array in `dtype` when it is floating (no copy when it already is)."""
+  x = np.asarray(x)
+  return x.astype(dtype, copy=False) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+
+def _load_t5x(location, config: Optional[T5Config], config_name: str, dtype=None):
   config, leaves = t5x_leaves(location, config, config_name)
-  return config, t5x.unflatten({p: np.asarray(t5x.materialize(v)) for p, v in leaves.items()})
+  target = jnp.dtype(dtype if dtype is not None else config.param_dtype)
+  params = {}
+  for path in list(leaves):   # one array at a time: read, cast, drop the lazy handle
+    params[path] = _cast_leaf(t5x.materialize(leaves.pop(path)), target)
+  return config, t5x.unflatten(params)
 
 
 def t5x_leaves(location, config: Optional[T5Config], config_name: str):

@@ -17,6 +17,7 @@ import json
 import os
 from typing import Mapping
 
+import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
 from safetensors import safe_open
@@ -167,7 +168,8 @@ class _Tensors:
   def __contains__(self, name):
     return name in self.files
 
-  def read(self, names) -> dict[str, np.ndarray]:
+  def read(self, names, dtype=None) -> dict[str, np.ndarray]:
+    """The named tensors, each cast to `dtype` (floating ones) as it is read."""
     by_file: dict[str, list[str]] = {}
     for name in names:
       by_file.setdefault(self.files[name], []).append(name)
@@ -176,7 +178,10 @@ class _Tensors:
       try:
         with safe_open(file, framework='numpy') as f:
           for name in file_names:
-            out[name] = f.get_tensor(name)
+            value = f.get_tensor(name)
+            if dtype is not None and jnp.issubdtype(value.dtype, jnp.floating):
+              value = value.astype(dtype, copy=False)
+            out[name] = value
       except Exception as e:  # safetensors raises its own error types for corrupt files
         raise ValueError(f'cannot read {file}: {" ".join(str(e).split())}') from None
     return out
@@ -220,10 +225,15 @@ def untied_head_allowed(hf: Mapping) -> bool:
   return 'scale_decoder_outputs' in hf or hf.get('tie_word_embeddings') is False
 
 
-def read_hf_t5(path) -> tuple[T5Config, dict]:
-  """`(T5Config, params)` from an HF T5 directory; shapes are checked by `load_t5`."""
+def read_hf_t5(path, dtype=None) -> tuple[T5Config, dict]:
+  """`(T5Config, params)` from an HF T5 directory; shapes are checked by `load_t5`.
+
+  Each tensor is cast to `dtype` (default: as stored) as it is read, and released once its
+  parameter is built, so the host holds one copy of the weights plus one tensor.
+  """
   hf, config, tensors, table = hf_layout(path)
-  values = tensors.read([name for name, _, _ in table] + ([LM_HEAD] if LM_HEAD in tensors else []))
+  values = tensors.read([name for name, _, _ in table] + ([LM_HEAD] if LM_HEAD in tensors else []),
+                        dtype)
   validate.check_tree(values, tensors.where)
   embedding = values[table[0][0]]
   head = values.get(LM_HEAD)
@@ -233,7 +243,8 @@ def read_hf_t5(path) -> tuple[T5Config, dict]:
   config = config.replace(logits_via_embedding=scale and not untied)
   flat = {}
   for name, param_path, transpose in table:
-    flat[param_path] = np.ascontiguousarray(values[name].T) if transpose else values[name]
+    value = values.pop(name)
+    flat[param_path] = np.ascontiguousarray(value.T) if transpose else value
   if not config.logits_via_embedding:
     kernel = (head if untied else embedding).T
     if scale:

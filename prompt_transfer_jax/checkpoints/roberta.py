@@ -16,17 +16,20 @@ import os
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 from safetensors import safe_open
 
 from prompt_transfer_jax.checkpoints import validate
+from prompt_transfer_jax.checkpoints.presets import is_checkpoint_path, random_params
 from prompt_transfer_jax.models import roberta as roberta_lib
 
 _CONFIG_FIELDS = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
                   'intermediate_size', 'hidden_act', 'hidden_dropout_prob',
                   'attention_probs_dropout_prob', 'max_position_embeddings', 'type_vocab_size',
-                  'layer_norm_eps', 'pad_token_id', 'bos_token_id', 'eos_token_id')
+                  'layer_norm_eps', 'pad_token_id', 'bos_token_id', 'eos_token_id',
+                  'initializer_range')
 _MODEL_TYPES = ('roberta', 'xlm-roberta')
 # HF tensors we do not need: the pooler of RobertaModel and the non-persistent id buffers.
 _IGNORED_PREFIXES = ('pooler.', 'embeddings.position_ids', 'embeddings.token_type_ids')
@@ -146,18 +149,19 @@ def _canonical(name: str) -> str:
   return name
 
 
-def load_roberta(path: str, **config_overrides) -> tuple[roberta_lib.RobertaConfig, dict]:
-  """(config, params) from a Hugging Face RoBERTa directory; params are numpy arrays of `param_dtype`.
+def load_roberta(path: str, seed: int = 0,
+                 **config_overrides) -> tuple[roberta_lib.RobertaConfig, dict]:
+  """(config, params) from a Hugging Face RoBERTa directory; params are numpy arrays of
+  `param_dtype`, each cast as it is read.
 
-  A preset name (`roberta_base`, `roberta_large`, `roberta_tiny`) that is not a directory gives
-  random parameters (`models.roberta.init_params`). `config_overrides` replace config fields
-  (e.g. `prompt_layout='plain'`, `mask_token_id=50264`).
+  A preset name (`roberta_base`, `roberta_large`, `roberta_tiny`; `presets.is_checkpoint_path`
+  decides) gives `presets.random_params(config, seed)`. `config_overrides` replace config fields
+  (e.g. `prompt_layout='plain'`, `mask_token_id=50264`, `param_dtype='bfloat16'`).
   """
   path = os.fspath(path)
-  if not os.path.isdir(path) and path in roberta_lib.ROBERTA_PRESETS:
+  if not is_checkpoint_path(path):
     config = roberta_lib.roberta_preset(path, **config_overrides)
-    params = jax.device_get(roberta_lib.init_params(config))
-    return config, jax.tree_util.tree_map(lambda x: np.asarray(x, np.dtype(config.param_dtype)), params)
+    return config, random_params(config, seed)
   if not os.path.isdir(path):
     raise FileNotFoundError(f'{path}: not a directory nor a RoBERTa preset '
                             f'({", ".join(sorted(roberta_lib.ROBERTA_PRESETS))})')
@@ -173,7 +177,7 @@ def load_roberta(path: str, **config_overrides) -> tuple[roberta_lib.RobertaConf
   decoder_bias = available.pop('lm_head.decoder.bias', None)
   abstract = nn.meta.unbox(roberta_lib.abstract_params(config))
   expected = jax.tree_util.tree_map(lambda x: x.shape, abstract)
-  dtype = np.dtype(config.param_dtype)
+  dtype = jnp.dtype(config.param_dtype)
   params: dict = {}
   with contextlib.ExitStack() as stack:
     handles = {}
@@ -213,3 +217,26 @@ def load_roberta(path: str, **config_overrides) -> tuple[roberta_lib.RobertaConf
           raise ValueError(f'{tied[1]}: {tied[0]!r} differs from {what}; untied MLM decoders '
                            'are not supported')
   return config, params
+
+
+def save_roberta(path: str, config: roberta_lib.RobertaConfig, params) -> str:
+  """Writes `config.json` + `model.safetensors` as `RobertaForMaskedLM` saves them (the inverse of
+  `load_roberta`; the decoder tied to the word embeddings), each written atomically."""
+  import safetensors.numpy
+
+  from prompt_transfer_jax.files import atomic_write
+  directory = os.path.abspath(os.fspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tensors = {}
+  for ours, (hf, transposed) in _hf_names(config).items():
+    value = np.asarray(functools.reduce(lambda node, key: node[key], ours, params))
+    tensors[f'roberta.{hf}' if not hf.startswith('lm_head.') else hf] = np.ascontiguousarray(
+        value.T if transposed else value)
+  raw = {name: getattr(config, name) for name in _CONFIG_FIELDS}
+  raw.update(model_type='roberta', architectures=['RobertaForMaskedLM'],
+             position_embedding_type='absolute')
+  with atomic_write(os.path.join(directory, 'model.safetensors'), 'wb') as f:
+    f.write(safetensors.numpy.save(tensors, metadata={'format': 'pt'}))
+  with atomic_write(os.path.join(directory, 'config.json')) as f:
+    json.dump(raw, f, indent=1)
+  return directory

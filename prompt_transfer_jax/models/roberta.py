@@ -41,14 +41,14 @@ _ACTIVATIONS = {  # keys: config.ROBERTA_ACTIVATIONS
 }
 
 
-def _normal(axes, stddev: float = 0.02):
+def _normal(axes, stddev: float):
   return nn.with_logical_partitioning(nn.initializers.normal(stddev), axes)
 
 
 def _dense(features: int, axes: tuple[str, str], cfg: RobertaConfig, name: str):
   """A biased projection whose kernel `[in, out]` and bias `[out]` carry logical axis names."""
   return nn.Dense(features, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype),
-                  kernel_init=_normal(axes),
+                  kernel_init=_normal(axes, cfg.initializer_range),
                   bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]),
                   name=name)
 
@@ -127,11 +127,12 @@ class Embeddings(nn.Module):
     cfg = self.config
     embed = functools.partial(nn.Embed, features=cfg.hidden_size, dtype=jnp.dtype(cfg.dtype),
                               param_dtype=jnp.dtype(cfg.param_dtype))
-    self.word_embeddings = embed(cfg.vocab_size, embedding_init=_normal(('vocab', 'embed')))
+    init = functools.partial(_normal, stddev=cfg.initializer_range)
+    self.word_embeddings = embed(cfg.vocab_size, embedding_init=init(('vocab', 'embed')))
     self.position_embeddings = embed(cfg.max_position_embeddings,
-                                     embedding_init=_normal(('abspos_buckets', 'embed')))
+                                     embedding_init=init(('abspos_buckets', 'embed')))
     self.token_type_embeddings = embed(cfg.type_vocab_size,
-                                       embedding_init=_normal(('token_types', 'embed')))
+                                       embedding_init=init(('token_types', 'embed')))
     self.LayerNorm = _layer_norm(cfg)
     self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 

@@ -169,7 +169,7 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
 
 def _train_label_targets(model, task_names) -> Optional[np.ndarray]:
   """The label targets the training loss needs (RoBERTa: one verbalizer for the whole mixture)."""
-  if model.family != 'roberta':
+  if not model.needs_label_words:
     return None
   from prompt_transfer_jax import tasks
   targets = [tasks.label_targets(n) for n in task_names]

@@ -29,20 +29,9 @@ def _names(text: Optional[str]) -> Optional[list]:
 
 def load_frozen_model(model: str, family: str = 't5', config: Optional[str] = None,
                       overrides: Optional[dict] = None, frozen_dtype: Optional[str] = None):
-  """A `FrozenModel` from a checkpoint (an existing path or URL) or a preset name (random).
-
-  Every argument is passed, so no gin binding left by an earlier `ptj train` applies.
-  """
+  """A `FrozenModel` from a checkpoint or a preset name (random): `frozen_model.load`."""
   from prompt_transfer_jax.trainer import frozen_model
-  is_path = '://' in model or os.path.exists(model)
-  if family == 'roberta':
-    return frozen_model.roberta_model(checkpoint=model if is_path else None,
-                                      preset='roberta_large' if is_path else model,
-                                      config_overrides=overrides, frozen_dtype=frozen_dtype,
-                                      activation_dtype=None)
-  return frozen_model.t5_model(checkpoint=model if is_path else None,
-                               preset=config if is_path else model, config_overrides=overrides,
-                               frozen_dtype=frozen_dtype, activation_dtype=None)
+  return frozen_model.load(model, family, config, overrides, frozen_dtype)
 
 
 def _json_arg(text: Optional[str], flag: str) -> Optional[dict]:

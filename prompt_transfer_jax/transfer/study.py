@@ -1,107 +1,455 @@
-"""The synthetic transfer study: prompts, zero-shot matrix, indicators, recommendation, TPT.
+"""`ptj study`: the paper's cross-task study on any backbone and task list, every stage resumable.
 
-Run on the synthetic tasks (`tasks.synthetic`: SA, NLI and PI tasks sharing rule and label
-words within a type) over one frozen T5, in a few minutes on a CPU:
+A study (gin: `gin_configs/studies/*.gin`, `ptj.study` + one `ptj.study_backbone` per backbone)
+runs, for each backbone into `OUT/NAME/`:
 
-1. backbone: a random-weight T5 over the synthetic vocabulary, saved as an HF checkpoint
-   (`OUT/backbone`) that every later step loads. It is deliberately NOT trained on the tasks:
-   a backbone that solves them would leave the prompt nothing to do (as in the trainer's demo).
-2. one prompt per task with `ptj train` (`models/t5_synth_prompt.gin`: 20-token prompt sampled
-   from the vocabulary, Adafactor lr 1.0) -> `OUT/runs/TASK`; best prompts -> `OUT/prompts`.
-3. zero-shot matrix of every prompt on every task, every validation example, plus a random
-   prompt baseline -> `OUT/transfer.json` (the diagonal is each prompt's own PT score).
-4. FFN activations of each prompt (decoder, first step, T5 spec defaults) for the input
-   `<unk>`: the synthetic vocabulary has no `<extra_id_0>` -> `OUT/activations.npz`.
-5. indicators, Spearman (spec section 5.3) and leave-one-out top-1 / top-3 hit rates ->
-   `OUT/indicators.json`, figures and report -> `OUT/report/`.
-6. the type structure (zero-shot within vs across task types, a same-type recommender as a
-   reference) and, with `tpt`, transfer by initialization from each target's best other
-   zero-shot source with its speedups over the baseline run -> `OUT/study.json`.
-Finished runs are reused when the study is run again into the same OUT.
+1. PT: one prompt per task (`trainer.runs.train_run` on the backbone's gin files +
+   `runs/prompt_train.gin`) -> `runs/TASK/`, best prompt -> `prompts/TASK.npy`;
+2. zero-shot: every prompt on every task plus a random-prompt baseline -> `transfer.json`;
+3. TPT_TASK (with `tpt`): each target started from its best other zero-shot source
+   (`runs/tpt.gin`, the recipe's TPT learning rate) -> `tpt/TARGET_from_SOURCE/`, speedups over
+   its PT run -> `tpt/TARGET.json`;
+4. activations: FFN activations of every prompt -> `activations.npz`;
+5. indicators: every indicator's Spearman correlation, top-1 / top-3 hit rates and the report ->
+   `indicators.json`, `report/`;
+6. tables: `study.json` and the paper's tables (PT scores, zero-shot relative matrix, TPT
+   speedups, Spearman of every indicator) as CSV and Markdown next to the paper's values from
+   the slides (`transfer.paper_values`) -> `tables/`.
+
+A stage whose artifact exists is skipped, so a study killed at any point and started again redoes
+only the unfinished stage (a PT or TPT run resumes from its own checkpoint). Every artifact is
+written to a temporary name then renamed, by process 0 only, so every host of a pod can run the
+same command. Progress and an ETA across stages go to stdout.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import json
+import dataclasses
 import os
 import shutil
 import time
-from typing import Callable, Optional, Sequence
+import zlib
+from typing import Callable, Mapping, Optional, Sequence
 
+import gin
 import numpy as np
 
-from prompt_transfer_jax.files import write_json
+from prompt_transfer_jax.files import atomic_path, atomic_write, read_json, write_json
+from prompt_transfer_jax.trainer.gin_utils import require
 
-MODEL_SIZES = {
-    'demo': {'emb_dim': 256, 'num_heads': 4, 'head_dim': 64, 'mlp_dim': 512},   # the demo's
-    'tiny': {'emb_dim': 32, 'num_heads': 2, 'head_dim': 16, 'mlp_dim': 64},     # for tests
-}
-MODEL_GIN = 'models/t5_synth_prompt.gin'
-LENGTHS = {'inputs': 16, 'targets': 2}
-UNK_ID = 2      # the synthetic vocabulary's <unk>: the content-free activation input
+PROMPT_SEEDS = ('shared', 'per_task')
+UNK_ID = 2      # the synthetic vocabulary's <unk>: the content-free T5 activation input
 
 
-def make_backbone(path: str, size: str = 'demo', seed: int = 0):
-  """A random-weight T5 over the synthetic vocabulary, saved as an HF checkpoint at `path`.
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """One backbone of a study: its recipe (gin files + bindings) and its tasks."""
+  name: str
+  gin_files: tuple
+  tasks: tuple
+  bindings: tuple = ()
+  lengths: Optional[Mapping[str, int]] = None      # None: each task's own (TaskInfo)
+  prompt_seeds: str = 'shared'
+  tpt_gin_files: tuple = ('runs/tpt.gin',)
+  tpt_bindings: tuple = ()
+  task_bindings: Optional[Mapping[str, Sequence[str]]] = None   # task -> extra bindings
+  train_gin_files: tuple = ('runs/prompt_train.gin',)  # () when gin_files is a paper/ recipe
+  checkpoint: Optional[str] = None                 # INITIAL_CHECKPOINT_PATH of every run
+  synth_tokenizer: bool = False                    # RoBERTa over the synthetic vocabulary
+  t5_activation_token: int = 32099                 # T5 activation input (<extra_id_0>)
+  paper: Optional[str] = None                      # `paper_values` key of the paper's tables
 
-  Returns the `FrozenModel` loaded back from `path` (an existing checkpoint is reused).
-  """
-  from prompt_transfer_jax import tasks
-  from prompt_transfer_jax.checkpoints import save_hf_t5
-  from prompt_transfer_jax.config import t5_preset
-  from prompt_transfer_jax.trainer import frozen_model
-  if size not in MODEL_SIZES:
-    raise ValueError(f'unknown model size {size!r}; choose one of {", ".join(MODEL_SIZES)}')
-  config = t5_preset('t5_demo').replace(vocab_size=tasks.SYNTH_VOCAB_SIZE, dropout_rate=0.0,
-                                        **MODEL_SIZES[size])
-  if not os.path.exists(os.path.join(path, 'config.json')):
-    save_hf_t5(path, config, frozen_model.random_t5_params(config, seed))
-  model = frozen_model.t5_model(checkpoint=path, preset=None, config_overrides=None,
-                                frozen_dtype=None, activation_dtype=None)   # no gin defaults
-  if model.config != config:
-    raise ValueError(f'{path} holds another backbone (d_model {model.config.emb_dim}) than the '
-                     f'{size!r} size asks for (d_model {config.emb_dim}); use a new output '
-                     'directory')
+  def __post_init__(self):
+    if self.prompt_seeds not in PROMPT_SEEDS:
+      raise ValueError(f'study backbone {self.name!r}: prompt_seeds must be one of '
+                       f'{PROMPT_SEEDS}, got {self.prompt_seeds!r}')
+    if len(self.tasks) < 3:
+      raise ValueError(f'study backbone {self.name!r} needs at least 3 tasks, got '
+                       f'{list(self.tasks)}')
+    if not self.name or os.sep in self.name:
+      raise ValueError(f'study backbone name {self.name!r} must be a plain directory name')
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  out_dir: str
+  backbones: tuple
+  tpt: bool = True
+  baseline: str = 'uniform'
+  bootstrap: int = 2000
+  zero_shot_batch_size: int = 32
+  max_examples: Optional[int] = None
+  title: str = 'Prompt transferability study'
+  bindings: tuple = ()       # appended to every backbone's run bindings (TRAIN_STEPS, ...)
+
+
+@gin.configurable(module='ptj')
+def study_backbone(name: str = gin.REQUIRED, gin_files: Sequence[str] = gin.REQUIRED,
+                   tasks: Sequence[str] = gin.REQUIRED, bindings: Sequence[str] = (),
+                   lengths: Optional[Mapping[str, int]] = None, prompt_seeds: str = 'shared',
+                   tpt_gin_files: Sequence[str] = ('runs/tpt.gin',),
+                   tpt_bindings: Sequence[str] = (),
+                   task_bindings: Optional[Mapping[str, Sequence[str]]] = None,
+                   synth_tokenizer: bool = False, t5_activation_token: int = 32099,
+                   paper: Optional[str] = None,
+                   train_gin_files: Sequence[str] = ('runs/prompt_train.gin',),
+                   checkpoint: Optional[str] = None) -> Backbone:
+  """A study backbone (see `Backbone`); `bindings` are 'NAME = VALUE' gin bindings of its runs."""
+  require(INITIAL_CHECKPOINT_PATH=checkpoint)
+  return Backbone(name=name, gin_files=tuple(gin_files), tasks=tuple(tasks),
+                  bindings=tuple(bindings), lengths=dict(lengths) if lengths else None,
+                  prompt_seeds=prompt_seeds, tpt_gin_files=tuple(tpt_gin_files),
+                  tpt_bindings=tuple(tpt_bindings),
+                  task_bindings=dict(task_bindings) if task_bindings else None,
+                  train_gin_files=tuple(train_gin_files), checkpoint=checkpoint,
+                  synth_tokenizer=synth_tokenizer, t5_activation_token=t5_activation_token,
+                  paper=paper)
+
+
+@gin.configurable(module='ptj')
+def study(out_dir: str = gin.REQUIRED, backbones: Sequence[Backbone] = gin.REQUIRED,
+          tpt: bool = True, baseline: str = 'uniform', bootstrap: int = 2000,
+          zero_shot_batch_size: int = 32, max_examples: Optional[int] = None,
+          title: str = 'Prompt transferability study', train_steps: Optional[int] = None,
+          eval_period: Optional[int] = None, batch_size: Optional[int] = None) -> Study:
+  """The study `ptj study` runs (evaluated once, before any run clears gin). `train_steps`,
+  `eval_period` and `batch_size`, when given, override every backbone's recipe."""
+  require(STUDY_DIR=out_dir)
+  names = [b.name for b in backbones]
+  if len(set(names)) != len(names):
+    raise ValueError(f'study backbones need distinct names, got {names}')
+  bindings = tuple(f'{name} = {value}' for name, value in (
+      ('TRAIN_STEPS', train_steps), ('EVAL_PERIOD', eval_period), ('BATCH_SIZE', batch_size))
+                   if value is not None)
+  return Study(os.path.abspath(out_dir), tuple(backbones), tpt, baseline, bootstrap,
+               zero_shot_batch_size, max_examples, title, bindings)
+
+
+@gin.configurable(module='ptj')
+def study_model(model=gin.REQUIRED):
+  """The backbone's `MODEL` (bound by the study to `%MODEL` of its gin files)."""
   return model
 
 
-def train_args(model_dir: str, task: str, backbone: str, steps: int, eval_period: int,
-               batch_size: int, prompt_length: int, prompt_file: Optional[str] = None) -> list:
-  """`ptj train` flags: the synthetic model gin with the study's backbone checkpoint."""
-  args = [f'--gin_file={MODEL_GIN}']
-  if prompt_file:
-    args += ['--gin_file=prompts/from_file.gin', f"--gin.PROMPT_FILE='{prompt_file}'"]
-  return args + [
-      '--gin_file=runs/prompt_train.gin', f"--gin.MODEL_DIR='{model_dir}'",
-      f"--gin.MIXTURE_OR_TASK_NAME='{task}'", f'--gin.TASK_FEATURE_LENGTHS={LENGTHS}',
-      f"--gin.INITIAL_CHECKPOINT_PATH='{backbone}'", '--gin.MODEL_PRESET=None',
-      "--gin.ptj.t5_model.config_overrides={'dropout_rate': 0.0}",
-      f'--gin.TRAIN_STEPS={steps}', f'--gin.EVAL_PERIOD={eval_period}',
-      f'--gin.BATCH_SIZE={batch_size}', f'--gin.PROMPT_LENGTH={prompt_length}', '--noprogress']
+def prompt_seed(backbone: Backbone, task: str) -> int:
+  """The run's PROMPT_SEED: 0 for every task ('shared', the paper) or derived from the task name."""
+  return 0 if backbone.prompt_seeds == 'shared' else zlib.crc32(task.encode()) % (2 ** 31)
 
 
-def run_training(args: Sequence[str]) -> dict:
-  """`ptj train` in this process, its output captured; returns the run's metrics.json.
+def _is_writer() -> bool:
+  import jax
+  return jax.process_index() == 0
 
-  The gin bindings of the run are cleared afterwards: left in place they would silently apply
-  to later direct calls of the configurables (e.g. a checkpoint path to `ptj.t5_model`).
-  """
-  import gin
 
-  from prompt_transfer_jax.trainer import cli, run_record
-  out, err = io.StringIO(), io.StringIO()
-  try:
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-      code = cli.train_main(list(args))
-  finally:
-    gin.clear_config()
-  if code:
-    lines = err.getvalue().strip().splitlines()
-    raise RuntimeError(f'ptj train failed (exit {code}): {lines[-1] if lines else "no message"}')
-  model_dir = json.loads(out.getvalue().strip().splitlines()[-1])['model_dir']
-  with open(os.path.join(model_dir, run_record.METRICS_FILE)) as f:
-    return json.load(f)
+def _sync(name: str) -> None:
+  import jax
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+class Progress:
+  """`[done/total] backbone: stage ... elapsed, ETA` lines; the ETA averages executed units."""
+
+  def __init__(self, total: int, log: Callable[[str], None]):
+    self.total, self.done, self.log = total, 0, log
+    self.start = time.perf_counter()
+    self.worked, self.work_units = 0.0, 0
+
+  def step(self, label: str, fn: Callable[[], Optional[str]], skip: bool) -> None:
+    t0 = time.perf_counter()
+    if skip:
+      self.done += 1
+      self.log(f'[{self.done}/{self.total}] {label}: done before, skipped')
+      return
+    note = fn()
+    self.done += 1
+    seconds = time.perf_counter() - t0
+    self.worked += seconds
+    self.work_units += 1
+    eta = self.worked / self.work_units * (self.total - self.done)
+    self.log(f'[{self.done}/{self.total}] {label}{": " + note if note else ""} ({seconds:.0f} s; '
+             f'elapsed {_clock(time.perf_counter() - self.start)}, ETA {_clock(eta)})')
+
+
+def _clock(seconds: float) -> str:
+  m, s = divmod(int(round(seconds)), 60)
+  return f'{m}m{s:02d}s' if m else f'{s}s'
+
+
+def _print(line: str) -> None:
+  print(line, flush=True)
+
+
+def run(config: Study, log: Optional[Callable[[str], None]] = None) -> dict:
+  """Runs every stage of every backbone (skipping finished ones); returns {name: study.json}."""
+  log = log or _print
+  total = sum(_stage_count(b, config.tpt) for b in config.backbones)
+  progress = Progress(total, log)
+  results = {}
+  for backbone in config.backbones:
+    results[backbone.name] = run_backbone(config, backbone,
+                                          os.path.join(config.out_dir, backbone.name), progress)
+  if _is_writer():
+    with atomic_write(os.path.join(config.out_dir, 'summary.md')) as f:
+      for name, result in results.items():
+        f.write(f'# {name}\n\n```\n{summary(result)}\n```\n\n')
+        f.write(f'Tables: {name}/tables/README.md; report: {name}/report/report.md\n\n')
+  return results
+
+
+def _stage_count(backbone: Backbone, tpt: bool) -> int:
+  return len(backbone.tasks) * (2 if tpt else 1) + 4
+
+
+def _lengths(backbone: Backbone, task: Optional[str] = None) -> dict:
+  from prompt_transfer_jax import tasks as tasks_lib
+  if backbone.lengths:
+    return dict(backbone.lengths)
+  infos = [tasks_lib.get_task_info(t) for t in ([task] if task else backbone.tasks)]
+  return {'inputs': max(i.input_length for i in infos),
+          'targets': max(i.target_length for i in infos)}
+
+
+def _checkpoint_bindings(backbone: Backbone) -> list:
+  return [] if backbone.checkpoint is None else [
+      f"INITIAL_CHECKPOINT_PATH = '{backbone.checkpoint}'"]
+
+
+def _run_bindings(config: Study, backbone: Backbone, task: str, model_dir: str) -> list:
+  return list(backbone.bindings) + _checkpoint_bindings(backbone) + list(config.bindings) + list(
+      (backbone.task_bindings or {}).get(task, ())) + [
+      f"MODEL_DIR = '{model_dir}'", f"MIXTURE_OR_TASK_NAME = '{task}'",
+      f'TASK_FEATURE_LENGTHS = {_lengths(backbone, task)}',
+      f'PROMPT_SEED = {prompt_seed(backbone, task)}']
+
+
+def _train(gin_files: Sequence[str], bindings: Sequence[str]) -> dict:
+  from prompt_transfer_jax.trainer import runs
+  return runs.train_run(list(gin_files), list(bindings), show_progress=False)
+
+
+def _model(backbone: Backbone):
+  from prompt_transfer_jax.trainer import runs
+  return runs.run_gin(study_model, list(backbone.gin_files) + list(backbone.train_gin_files),
+                      list(backbone.bindings) + _checkpoint_bindings(backbone)
+                      + ['ptj.study_model.model = %MODEL'])
+
+
+def _copy(src: str, dst: str) -> None:
+  tmp = atomic_path(dst)
+  shutil.copyfile(src, tmp)
+  os.replace(tmp, dst)
+
+
+def run_backbone(config: Study, backbone: Backbone, out: str,
+                 progress: Optional[Progress] = None,
+                 log: Optional[Callable[[str], None]] = None) -> dict:
+  """Every stage of one backbone into `out`; returns its `study.json` content."""
+  from prompt_transfer_jax import tasks as tasks_lib
+  from prompt_transfer_jax.trainer import run_record
+  progress = progress or Progress(_stage_count(backbone, config.tpt), log or _print)
+  names = list(backbone.tasks)
+  os.makedirs(os.path.join(out, 'prompts'), exist_ok=True)
+  if backbone.synth_tokenizer:
+    from prompt_transfer_jax.tasks import synth_roberta
+    synth_roberta.use(os.path.join(config.out_dir, 'synth_tokenizer'))
+  infos = [tasks_lib.get_task_info(n) for n in names]
+  prompt_path = lambda t: os.path.join(out, 'prompts', f'{t}.npy')
+  run_dir = lambda t: os.path.join(out, 'runs', t)
+  label = backbone.name
+  model_cache = []
+
+  def model():
+    if not model_cache:
+      model_cache.append(_model(backbone))
+    return model_cache[0]
+
+  for task in names:
+    def pt(task=task):
+      summary_ = _train(list(backbone.gin_files) + list(backbone.train_gin_files),
+                        _run_bindings(config, backbone, task, run_dir(task)))
+      if _is_writer():
+        _copy(os.path.join(run_dir(task), run_record.BEST_PROMPT_FILE), prompt_path(task))
+      _sync(f'pt {label} {task}')
+      return f'best {summary_["metric"]} {summary_["best_score"]:.1f} at step {summary_["best_step"]}'
+    progress.step(f'{label}: PT {task}', pt, os.path.exists(prompt_path(task)))
+  prompts = np.stack([np.load(prompt_path(t), allow_pickle=False) for t in names])
+  records = {t: read_json(os.path.join(run_dir(t), run_record.METRICS_FILE), 'metrics') for t in names}
+
+  transfer_path = os.path.join(out, 'transfer.json')
+
+  def zero_shot_stage():
+    from prompt_transfer_jax.transfer import zero_shot
+    zs = zero_shot.zero_shot_matrix(model(), prompts, names, names, _lengths(backbone),
+                                    config.zero_shot_batch_size,
+                                    max_examples=config.max_examples, baseline=config.baseline)
+    if _is_writer():
+      zs.save(transfer_path)
+    _sync(f'zero-shot {label}')
+    return f'{len(names)} x {len(names)} matrix'
+  progress.step(f'{label}: zero-shot', zero_shot_stage, os.path.exists(transfer_path))
+  zs = read_json(transfer_path, 'zero-shot matrix')
+  matrix = np.array(zs['matrix'], np.float64)
+  types = [i.task_type for i in infos]
+
+  tpt = {}
+  if config.tpt:
+    for i, task in enumerate(names):
+      others = [j for j in range(len(names)) if j != i]     # ties: a same-type source first
+      source = names[max(others, key=lambda j: (matrix[i, j], types[j] == types[i]))]
+      result_path = os.path.join(out, 'tpt', f'{task}.json')
+
+      def tpt_stage(task=task, source=source, result_path=result_path, i=i):
+        from prompt_transfer_jax.transfer import speedup
+        directory = os.path.join(out, 'tpt', f'{task}_from_{source}')
+        _train(list(backbone.gin_files) + list(backbone.train_gin_files)
+               + list(backbone.tpt_gin_files),
+               _run_bindings(config, backbone, task, directory) + list(backbone.tpt_bindings)
+               + [f"PROMPT_FILE = '{prompt_path(source)}'"])
+        record = read_json(os.path.join(directory, run_record.METRICS_FILE), 'metrics')
+        cmp = speedup.compare_runs(records[task]['history'], record['history'])
+        if _is_writer():
+          write_json(result_path, dict(cmp, source=source,
+                                       same_type=types[names.index(source)] == types[i]))
+        _sync(f'tpt {label} {task}')
+        return (f'from {source}: best {cmp["transfer_best"]:.1f} vs {cmp["baseline_best"]:.1f}, '
+                f'convergence {_x(cmp["convergence"]["steps_speedup"])}')
+      progress.step(f'{label}: TPT {task}', tpt_stage, os.path.exists(result_path))
+      tpt[task] = read_json(result_path, 'TPT result')
+
+  acts_path = os.path.join(out, 'activations.npz')
+
+  def activations_stage():
+    from prompt_transfer_jax.analysis import activations as act
+    m = model()
+    if m.needs_label_words:
+      spec, inputs = act.ROBERTA_SPEC, act.roberta_bos_inputs()
+    else:
+      spec, inputs = act.T5_SPEC, act.t5_sentinel_inputs(backbone.t5_activation_token)
+    tmp = atomic_path(acts_path) + '.npz'
+    act.extract_to_file(tmp, m.backbone, m.params, names, prompts, inputs, spec, progress=False,
+                        meta={'model': m.source, 'family': m.family})
+    if _is_writer():
+      os.replace(tmp, acts_path)
+    elif os.path.exists(tmp):
+      os.remove(tmp)
+    _sync(f'activations {label}')
+  progress.step(f'{label}: activations', activations_stage, os.path.exists(acts_path))
+
+  indicators_path = os.path.join(out, 'indicators.json')
+
+  def indicators_stage():
+    from prompt_transfer_jax.analysis.activation_store import load_activations
+    from prompt_transfer_jax.analysis.recommend import leave_one_out_hit_rates
+    from prompt_transfer_jax.analysis.report import render_report
+    from prompt_transfer_jax.analysis.transferability import analyze_transferability
+    stored = load_activations(acts_path)
+    result = analyze_transferability(names, matrix, prompts, stored.select(names), stored.layers,
+                                     group_size=1, bootstrap=config.bootstrap)
+    result['hit_rates'] = {k: leave_one_out_hit_rates(matrix, m, (1, 3)).to_json(names)
+                           for k, m in result['similarity'].items()}
+    result['inputs'] = {'prompts': os.path.join(out, 'prompts'), 'transfer': transfer_path,
+                        'activations': acts_path}
+    if _is_writer():
+      render_report(result, os.path.join(out, 'report'), f'{config.title}: {label}')
+      write_json(indicators_path, result)
+    _sync(f'indicators {label}')
+  progress.step(f'{label}: indicators and report', indicators_stage,
+                os.path.exists(indicators_path))
+
+  study_path = os.path.join(out, 'study.json')
+
+  def tables_stage():
+    from prompt_transfer_jax.analysis.recommend import leave_one_out_hit_rates
+    result = read_json(indicators_path, 'indicators')
+    relative = np.array([[np.nan if v is None else v for v in row] for row in zs['relative']],
+                        np.float64)
+    record = {
+        'backbone': label, 'tasks': names, 'types': dict(zip(names, types)),
+        'keys': {i.name: i.key for i in infos}, 'paper': backbone.paper,
+        'pt_scores': {n: records[n]['best_score'] for n in names},
+        'zero_shot': matrix.tolist(), 'relative': zs['relative'],
+        'random_baseline': zs['baseline']['scores'] if zs.get('baseline') else None,
+        'spearman': result['spearman'],
+        'spearman_ci95': {k: v['ci95'] for k, v in result['spearman_detail'].items()},
+        'hit_rates': {k: {'top1': v['hit_rate']['1'], 'top3': v['hit_rate']['3']}
+                      for k, v in result['hit_rates'].items()},
+        'chance': {'top1': result['hit_rates']['ON']['chance']['1'],
+                   'top3': result['hit_rates']['ON']['chance']['3']},
+        'same_type_reference': leave_one_out_hit_rates(
+            matrix, same_type_similarity(types), (1, 3)).to_json(names)['hit_rate'],
+        'type_structure': type_structure(names, types, matrix, relative),
+    }
+    if tpt:
+      record['tpt'] = tpt
+    if _is_writer():
+      write_tables(record, os.path.join(out, 'tables'))
+      write_json(study_path, record)
+    _sync(f'tables {label}')
+  progress.step(f'{label}: tables', tables_stage, os.path.exists(study_path))
+  return read_json(study_path, 'study')
+
+
+def _cell(value, digits: int = 1) -> str:
+  if value is None or (isinstance(value, float) and not np.isfinite(value)):
+    return 'n/a'
+  if value == 'inf':
+    return 'inf'
+  return f'{value:.{digits}f}'
+
+
+def tables(record: dict) -> dict[str, tuple[list, list]]:
+  """The paper's tables of one backbone: name -> (header, rows), reproduction beside the paper."""
+  from prompt_transfer_jax.transfer.paper_values import paper_values
+  paper = paper_values(record.get('paper'))
+  names = record['tasks']
+  key = lambda n: record.get('keys', {}).get(n, n)
+  out = {'pt_scores': (['task', 'type', 'PT', 'paper PT'],
+                       [[n, record['types'][n], _cell(record['pt_scores'][n]),
+                         _cell(paper.get('pt', {}).get(key(n)))] for n in names])}
+  out['zero_shot_relative'] = (['target \\ source'] + names + ['random'], [
+      [t] + [_cell(v) for v in row] + [_cell(
+          None if not record['random_baseline'] or not record['pt_scores'][t] else
+          100.0 * record['random_baseline'][i] / record['pt_scores'][t])]
+      for i, (t, row) in enumerate(zip(names, record['relative']))])
+  if 'tpt' in record:
+    rows = []
+    for n, t in record['tpt'].items():
+      rows.append([n, t['source'], _cell(t['baseline_best']), _cell(t['transfer_best']),
+                   _cell(paper.get('tpt', {}).get(key(n))),
+                   _cell(t['convergence']['steps_speedup']),
+                   _cell(paper.get('convergence_speedup', {}).get(key(n))),
+                   _cell(t['comparable_result']['steps_speedup']),
+                   _cell(paper.get('comparable_result_speedup', {}).get(key(n)))])
+    out['tpt_speedups'] = (['task', 'source', 'PT', 'TPT', 'paper TPT', 'convergence',
+                            'paper convergence', 'comparable-result', 'paper comparable-result'],
+                           rows)
+  out['spearman'] = (['indicator', 'Spearman x100', 'paper', 'top-1 hit', 'top-3 hit'], [
+      [k, _cell(v), _cell(paper.get('spearman', {}).get(k)),
+       _cell(100 * record['hit_rates'][k]['top1'], 0), _cell(100 * record['hit_rates'][k]['top3'], 0)]
+      for k, v in record['spearman'].items()])
+  return out
+
+
+def write_tables(record: dict, directory: str) -> None:
+  """Every table as `NAME.csv` and `NAME.md`, and a `README.md` with all of them."""
+  import csv
+  import io
+  os.makedirs(directory, exist_ok=True)
+  paper = record.get('paper')
+  parts = [f'# {record["backbone"]}: reproduction' + (f' vs the paper ({paper})' if paper else '')]
+  for name, (header, rows) in tables(record).items():
+    text = io.StringIO()
+    csv.writer(text, lineterminator='\n').writerows([header] + rows)
+    with atomic_write(os.path.join(directory, f'{name}.csv')) as f:
+      f.write(text.getvalue())
+    md = '\n'.join(['| ' + ' | '.join(map(str, r)) + ' |' for r in
+                    [header, ['---'] * len(header)] + rows]) + '\n'
+    with atomic_write(os.path.join(directory, f'{name}.md')) as f:
+      f.write(md)
+    parts += [f'## {name.replace("_", " ")}', md]
+  with atomic_write(os.path.join(directory, 'README.md')) as f:
+    f.write('\n\n'.join(parts))
 
 
 def type_structure(tasks: Sequence[str], types: Sequence[str], matrix, relative=None) -> dict:
@@ -153,116 +501,44 @@ def same_type_similarity(types: Sequence[str]) -> np.ndarray:
 def run_study(out: str, tasks: Optional[Sequence[str]] = None, steps: int = 300,
               eval_period: int = 50, batch_size: int = 32, prompt_length: int = 20,
               model_size: str = 'demo', tpt: bool = False, baseline: str = 'uniform',
-              bootstrap: int = 2000, log: Callable[[str], None] = print) -> dict:
-  """Runs every step of the study into `out`; returns the `study.json` content."""
+              bootstrap: int = 2000, log: Optional[Callable[[str], None]] = None) -> dict:
+  """`ptj transfer study`: the synthetic study on one random T5 (`models/t5_synth_prompt.gin`),
+  written straight into `out`; returns its `study.json` content (with `seconds`)."""
   from prompt_transfer_jax import tasks as tasks_lib
-  from prompt_transfer_jax.analysis import activations as act
-  from prompt_transfer_jax.analysis.activation_store import load_activations
-  from prompt_transfer_jax.analysis.recommend import leave_one_out_hit_rates
-  from prompt_transfer_jax.analysis.report import render_report
-  from prompt_transfer_jax.analysis.transferability import analyze_transferability
-  from prompt_transfer_jax.trainer import run_record
-  from prompt_transfer_jax.transfer import speedup, zero_shot
-
+  if model_size not in MODEL_SIZES:
+    raise ValueError(f'unknown model size {model_size!r}; choose one of {", ".join(MODEL_SIZES)}')
   start = time.perf_counter()
-  names = list(tasks or tasks_lib.task_names('synth'))
-  if len(names) < 3:
-    raise ValueError(f'the study needs at least 3 tasks, got {names}')
-  infos = [tasks_lib.get_task_info(n) for n in names]
-  not_synth = [i.name for i in infos if i.family != 'synth']
-  if not_synth:
-    raise ValueError('the study runs on synthetic tasks (synth family); not: '
-                     f'{", ".join(not_synth)}')
-  types = [i.task_type for i in infos]
-  out = os.path.abspath(out)
-  os.makedirs(out, exist_ok=True)
-  backbone_dir = os.path.join(out, 'backbone')
-  model = make_backbone(backbone_dir, model_size)
-  log(f'[1/6] backbone: random T5 ({model_size}, d_model {model.embed_dim}) -> {backbone_dir}')
+  sizes = ', '.join(f"'{k}': {v}" for k, v in MODEL_SIZES[model_size].items())
+  backbone = Backbone(
+      't5', ('models/t5_synth_prompt.gin',), tuple(tasks or tasks_lib.task_names('synth')),
+      (f'TRAIN_STEPS = {steps}', f'EVAL_PERIOD = {eval_period}', f'BATCH_SIZE = {batch_size}',
+       f'PROMPT_LENGTH = {prompt_length}',
+       "ptj.t5_model.config_overrides = {'vocab_size': %ptj.SYNTH_VOCAB_SIZE, "
+       f"'dropout_rate': 0.0, {sizes}}}"),
+      lengths=dict(SYNTH_LENGTHS), tpt_bindings=('TPT_LEARNING_RATE = 1.0',),
+      t5_activation_token=UNK_ID)
+  config = Study(os.path.abspath(out), (backbone,), tpt, baseline, bootstrap,
+                 title='Synthetic transfer study')
+  record = run_backbone(config, backbone, config.out_dir, log=log)
+  return dict(record, seconds=time.perf_counter() - start)
 
-  log(f'[2/6] prompt tuning, {steps} steps per task')
-  records, prompts = {}, []
-  prompt_dir = os.path.join(out, 'prompts')
-  os.makedirs(prompt_dir, exist_ok=True)
-  for name in names:
-    t0 = time.perf_counter()
-    run_dir = os.path.join(out, 'runs', name)
-    records[name] = run_training(train_args(run_dir, name, backbone_dir, steps, eval_period,
-                                            batch_size, prompt_length))
-    best = os.path.join(run_dir, run_record.BEST_PROMPT_FILE)
-    shutil.copyfile(best, os.path.join(prompt_dir, f'{name}.npy'))
-    prompts.append(np.load(best, allow_pickle=False))
-    log(f'      {name:<20} best accuracy {records[name]["best_score"]:5.1f} at step '
-        f'{records[name]["best_step"]} ({time.perf_counter() - t0:.0f} s)')
-  prompts = np.stack(prompts)
 
-  log('[3/6] zero-shot matrix (every prompt on every task, all validation examples)')
-  zs = zero_shot.zero_shot_matrix(model, prompts, names, names, LENGTHS, baseline=baseline)
-  transfer_path = os.path.join(out, 'transfer.json')
-  zs.save(transfer_path)
-
-  log('[4/6] activations')
-  acts_path = os.path.join(out, 'activations.npz')
-  act.extract_to_file(acts_path, model.backbone, model.params, names, prompts,
-                      act.t5_sentinel_inputs(UNK_ID), act.T5_SPEC, progress=False,
-                      meta={'model': backbone_dir, 'input': '<unk>'})
-  stored = load_activations(acts_path)
-
-  log('[5/6] indicators, Spearman, recommendation hit rates, report')
-  result = analyze_transferability(names, zs.matrix, prompts, stored.select(names),
-                                   stored.layers, group_size=1, bootstrap=bootstrap)
-  result['hit_rates'] = {k: leave_one_out_hit_rates(zs.matrix, m, (1, 3)).to_json(names)
-                         for k, m in result['similarity'].items()}
-  result['inputs'] = {'prompts': prompt_dir, 'transfer': transfer_path,
-                      'activations': acts_path}
-  write_json(os.path.join(out, 'indicators.json'), result)
-  render_report(result, os.path.join(out, 'report'), 'Synthetic transfer study')
-
-  log('[6/6] type structure' + (' and transfer by initialization (TPT)' if tpt else ''))
-  relative = zs.relative()
-  study = {
-      'tasks': names, 'types': dict(zip(names, types)),
-      'settings': {'steps': steps, 'eval_period': eval_period, 'batch_size': batch_size,
-                   'prompt_length': prompt_length, 'model_size': model_size,
-                   'lengths': LENGTHS, 'baseline': baseline},
-      'pt_scores': {n: records[n]['best_score'] for n in names},
-      'zero_shot': zs.matrix.tolist(), 'relative': zs.to_json()['relative'],
-      'random_baseline': zs.baseline['scores'] if zs.baseline else None,
-      'spearman': result['spearman'],
-      'spearman_ci95': {k: v['ci95'] for k, v in result['spearman_detail'].items()},
-      'hit_rates': {k: {'top1': v['hit_rate']['1'], 'top3': v['hit_rate']['3']}
-                    for k, v in result['hit_rates'].items()},
-      'chance': {'top1': result['hit_rates']['ON']['chance']['1'],
-                 'top3': result['hit_rates']['ON']['chance']['3']},
-      'same_type_reference': leave_one_out_hit_rates(
-          zs.matrix, same_type_similarity(types), (1, 3)).to_json(names)['hit_rate'],
-      'type_structure': type_structure(names, types, zs.matrix, relative),
-  }
-  if tpt:
-    study['tpt'] = {}
-    for i, name in enumerate(names):
-      others = [j for j in range(len(names)) if j != i]     # ties: a same-type source first
-      source = names[max(others, key=lambda j: (zs.matrix[i, j], types[j] == types[i]))]
-      run_dir = os.path.join(out, 'tpt', f'{name}_from_{source}')
-      record = run_training(train_args(run_dir, name, backbone_dir, steps, eval_period,
-                                       batch_size, prompt_length,
-                                       os.path.join(prompt_dir, f'{source}.npy')))
-      cmp = speedup.compare_runs(records[name]['history'], record['history'])
-      study['tpt'][name] = dict(cmp, source=source,
-                                same_type=types[names.index(source)] == types[i])
-      log(f'      {name:<20} from {source:<20} best {cmp["transfer_best"]:5.1f} vs '
-          f'{cmp["baseline_best"]:5.1f}; convergence {_x(cmp["convergence"]["steps_speedup"])}, '
-          f'comparable-result {_x(cmp["comparable_result"]["steps_speedup"])}')
-  study['seconds'] = time.perf_counter() - start
-  write_json(os.path.join(out, 'study.json'), study)
-  return study
+MODEL_SIZES = {
+    'demo': {'emb_dim': 256, 'num_heads': 4, 'head_dim': 64, 'mlp_dim': 512},   # the demo's
+    'tiny': {'emb_dim': 32, 'num_heads': 2, 'head_dim': 16, 'mlp_dim': 64},     # for tests
+}
+SYNTH_LENGTHS = {'inputs': 16, 'targets': 2}
 
 
 def summary(study: dict) -> str:
   """The study's numbers as plain text."""
   names = study['tasks']
   width = max(len(n) for n in names)
-  lines = ['zero-shot accuracy (rows = target tasks, columns = source prompts):',
+  lines = []
+  if 'pt_scores' in study:
+    lines += ['prompt tuning, best validation score per task: ' + ', '.join(
+        f'{n} {s:.1f}' for n, s in study['pt_scores'].items()), '']
+  lines += ['zero-shot accuracy (rows = target tasks, columns = source prompts):',
            ' ' * (width + 2) + ' '.join(f'{i:>6}' for i in range(len(names))) + '  random']
   for i, n in enumerate(names):
     rand = study['random_baseline'][i] if study['random_baseline'] else float('nan')

@@ -8,7 +8,7 @@ import pytest
 from prompt_transfer_jax.analysis import activations as act
 from prompt_transfer_jax.config import t5_preset
 from prompt_transfer_jax.models import t5 as t5_lib
-from prompt_transfer_jax.models.backbone import T5Backbone
+from prompt_transfer_jax.models.t5_backbone import T5Backbone
 from tests.analysis.conftest import random_params
 
 

@@ -1,4 +1,4 @@
-"""`ptj transfer study` end to end: three synthetic tasks, 30 steps each (the demo backbone)."""
+"""`ptj transfer study` end to end: three synthetic tasks, 90 steps each (the demo backbone)."""
 import json
 
 import numpy as np
@@ -15,8 +15,8 @@ TASKS = ['synth_sentiment_a', 'synth_sentiment_b', 'synth_paraphrase_a']
 @pytest.fixture(scope='module')
 def out(tmp_path_factory):
   out = tmp_path_factory.mktemp('study')
-  assert cli.main(['study', '--out', str(out), '--tasks', ','.join(TASKS), '--steps', '30',
-                   '--eval_period', '15', '--batch_size', '32', '--bootstrap', '50']) == 0
+  assert cli.main(['study', '--out', str(out), '--tasks', ','.join(TASKS), '--steps', '90',
+                   '--eval_period', '45', '--batch_size', '32', '--bootstrap', '50']) == 0
   return out
 
 
@@ -26,7 +26,7 @@ def test_diagonal_is_each_prompts_own_score(out):
   assert names == TASKS
   for i, task in enumerate(TASKS):
     record = json.loads((out / 'runs' / task / 'metrics.json').read_text())
-    assert [h['step'] for h in record['history']] == [0, 15, 30]
+    assert [h['step'] for h in record['history']] == [0, 45, 90]
     assert matrix[i, i] == pytest.approx(record['best_score'])
     np.testing.assert_array_equal(np.load(out / 'prompts' / f'{task}.npy'),
                                   np.load(out / 'runs' / task / 'best_prompt.npy'))
