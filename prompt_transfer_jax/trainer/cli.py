@@ -9,7 +9,9 @@
 
 `--gin_file` repeats (later files override earlier ones; relative paths are looked up in
 `--gin_search_paths`, then in the repository's `gin_configs/`), `--gin.NAME=VALUE` is short for
-`--gin_bindings='NAME = VALUE'`. `--multiprocess` calls `jax.distributed.initialize()` (with
+`--gin_bindings='NAME = VALUE'`. `--module` (repeated) imports the user's own SeqIO task modules
+(a module name or a .py file), like T5X's MIXTURE_OR_TASK_MODULE. `ptj train --force_resume`
+continues a MODEL_DIR although its task, model, prompt length or batch size changed. `--multiprocess` calls `jax.distributed.initialize()` (with
 `--coordinator_address`, `--num_processes`, `--process_id` when given; none on Cloud TPU).
 Errors and exit codes follow `prompt_transfer_jax.command` (2 bad input, 1 failure).
 """
@@ -31,6 +33,8 @@ def _setup(fv: flags.FlagValues) -> None:
   from prompt_transfer_jax.trainer import host_memory
   host_memory.keep_freed_memory()
   import jax
+  from prompt_transfer_jax.trainer import progress
+  progress.mark_phase()
   from absl import logging as absl_logging
   absl_logging.set_verbosity(fv.log_level)
   logging.getLogger().setLevel(fv.log_level.upper())
@@ -43,6 +47,8 @@ def _setup(fv: flags.FlagValues) -> None:
     import seqio
     from prompt_transfer_jax.trainer import runs
     runs.register_configurables()
+    from prompt_transfer_jax.tasks import prepare
+    prepare.import_task_modules(fv.module)
   if fv.tfds_data_dir:
     seqio.set_tfds_data_dir_override(fv.tfds_data_dir)
   try:
@@ -51,6 +57,22 @@ def _setup(fv: flags.FlagValues) -> None:
     raise
   except Exception as e:  # noqa: BLE001  (gin raises SyntaxError, ValueError, TokenError, ...)
     raise UsageError(f'bad gin configuration: {command.one_line(e)}') from None
+  progress.phase('config', f'{len(fv.gin_file)} gin file(s), {len(fv.gin_bindings)} binding(s)',
+                 fv.progress)
+
+
+def _run_flags(fv: flags.FlagValues) -> None:
+  """The gin-run flags of `ptj train` / `ptj eval`, and `--module`."""
+  command.gin_flags(fv)
+  flags.DEFINE_multi_string('module', [], "the user's SeqIO task module(s) to import (a module "
+                            'name or a .py file); same as MIXTURE_OR_TASK_MODULE', flag_values=fv)
+
+
+def _train_flags(fv: flags.FlagValues) -> None:
+  _run_flags(fv)
+  flags.DEFINE_bool('force_resume', False, 'continue the run in MODEL_DIR even though its task, '
+                    'model, prompt length or batch size changed (ptj.train.force_resume)',
+                    flag_values=fv)
 
 
 def _gin_call(fn):
@@ -69,14 +91,21 @@ def train_main(argv: Sequence[str]) -> int:
   def body(fv):
     _setup(fv)
     import jax
+    from prompt_transfer_jax.trainer import run_lock
     from prompt_transfer_jax.trainer import train
-    summary = _gin_call(lambda: train.train(show_progress=fv.progress))
+    kwargs = {'show_progress': fv.progress}
+    if fv.force_resume:
+      kwargs['force_resume'] = True      # else ptj.train.force_resume from gin applies
+    try:
+      summary = _gin_call(lambda: train.train(**kwargs))
+    except run_lock.LockedError as e:
+      raise UsageError(str(e)) from None
     if jax.process_index() == 0:
       print(json.dumps({k: summary[k] for k in ('model_dir', 'final_step', 'metric', 'best_step',
                                                 'best_score')}))
     return 0
 
-  return command.run('ptj train', argv, train_main.__doc__, command.gin_flags, body)
+  return command.run('ptj train', argv, train_main.__doc__, _train_flags, body)
 
 
 def eval_main(argv: Sequence[str]) -> int:
@@ -91,7 +120,7 @@ def eval_main(argv: Sequence[str]) -> int:
       print(json.dumps(result))
     return 0
 
-  return command.run('ptj eval', argv, eval_main.__doc__, command.gin_flags, body)
+  return command.run('ptj eval', argv, eval_main.__doc__, _run_flags, body)
 
 
 def _export_flags(fv: flags.FlagValues) -> None:
