@@ -321,7 +321,7 @@ class _Trainer:
       raise ValueError(f'{self.model_dir} holds a checkpoint at step {self.step}, beyond '
                        f'TRAIN_STEPS={s.train_steps}')
     progress_lib.phase('resume', f'resumed {self.model_dir} at step {self.step}' if resumed
-                       else f'new run in {self.model_dir}', s.show_progress)
+                       else f'new run in {self.model_dir}', s.show_progress or resumed)
     self.batches = data_lib.train_batches(s.task_name, s.lengths, s.batch_size, s.seed,
                                           start_batch=self.step, shuffle=s.shuffle,
                                           pad_id=s.pad_id, label_ids=s.label_ids)
