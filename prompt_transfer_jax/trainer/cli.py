@@ -11,7 +11,8 @@
 `--gin_search_paths`, then in the repository's `gin_configs/`), `--gin.NAME=VALUE` is short for
 `--gin_bindings='NAME = VALUE'`. `--module` (repeated) imports the user's own SeqIO task modules
 (a module name or a .py file), like T5X's MIXTURE_OR_TASK_MODULE. `ptj train --force_resume`
-continues a MODEL_DIR although its task, model, prompt length or batch size changed. `--multiprocess` calls `jax.distributed.initialize()` (with
+continues a MODEL_DIR although its task, model, prompt length or batch size changed.
+`--multiprocess` calls `jax.distributed.initialize()` (with
 `--coordinator_address`, `--num_processes`, `--process_id` when given; none on Cloud TPU).
 Errors and exit codes follow `prompt_transfer_jax.command` (2 bad input, 1 failure).
 """

@@ -1,7 +1,8 @@
 """The prompt-tuning loop: data -> jitted step -> periodic evaluation, checkpoints and records.
 
-`train(...)` (gin: `ptj.train`) tunes a prompt on a frozen model. Everything is checked (task,
-checkpoint, prompt file, evaluation data) before MODEL_DIR is touched. A MODEL_DIR that already
+`train(...)` (gin: `ptj.train`) tunes a prompt on a frozen model. The settings, task and model
+are checked before MODEL_DIR is touched; a failure before anything is committed (prompt file,
+evaluation data) removes the MODEL_DIR the run created. A MODEL_DIR that already
 holds a checkpoint is resumed: prompt, optimizer state, RNG, data position (batches consumed),
 best prompt and elapsed time all come back, so an interrupted run ends bit-identical to an
 uninterrupted one. A non-finite loss stops the run with an error before anything is saved from
@@ -163,8 +164,8 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
           ('BATCH_SIZE', batch_size), ('TRAIN_STEPS', train_steps), ('EVAL_PERIOD', eval_period),
           ('PROMPT_LENGTH', prompt_length), ('ptj.train.log_period', log_period),
           ('ptj.train.keep_checkpoints', keep_checkpoints)))
-  checkpoint_period = gin_checks.positive_int(
-      'ptj.train.checkpoint_period', eval_period if checkpoint_period is None else checkpoint_period)
+  checkpoint_period = gin_checks.positive_int('ptj.train.checkpoint_period', eval_period
+                                              if checkpoint_period is None else checkpoint_period)
   lengths = _check_lengths(task_feature_lengths)
   loss_cfg = step_lib.LossConfig(z_loss, label_smoothing, loss_normalization)
   tx = step_lib.make_optimizer() if optimizer is None else optimizer
@@ -172,36 +173,36 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   eval_task_names = list(eval_tasks or train_task_names)
   data_lib.local_batch_size(batch_size, jax.process_count())
 
-  mesh, param_shardings, params = partitioning.place_params(model.params, model.shardings,
-                                                            model_parallel)
-  batch_sharding = partitioning.data_sharding(mesh)
-  data_lib.check_batch_size(batch_size, mesh)
-  label_targets = _train_label_targets(model, train_task_names)
-  backbone = model.for_task(label_targets)
-
-  prompt0 = np.asarray(prompt_init(model, train_task_names, prompt_length, prompt_seed), np.float32)
-  if prompt0.shape != (prompt_length, model.embed_dim):
-    raise ValueError(f'prompt initializer gave shape {prompt0.shape}, expected '
-                     f'({prompt_length}, {model.embed_dim})')
-  state = step_lib.init_state(prompt0, tx, seed)
-  state = place(state, step_lib.state_shardings(state, mesh))
-  evaluator = evaluator_lib.Evaluator(model, eval_task_names, lengths,
-                                      eval_batch_size or batch_size, mesh, param_shardings,
-                                      split=eval_split, max_examples=max_eval_examples)
-  step_fn = step_lib.jit_train_step(
-      step_lib.make_train_step(backbone, tx, loss_cfg, dropout=_has_dropout(model.config)),
-      state, mesh, param_shardings, batch_sharding)
-
   created = not os.path.exists(model_dir)
   lock = run_lock.RunLock(model_dir) if jax.process_index() == 0 else None
-  if lock is not None:
-    lock.acquire()                       # a second run on MODEL_DIR stops here (LockedError)
+  if lock is not None:     # before the model is placed and compiled: a refusal comes at once
+    lock.acquire()         # a second run on MODEL_DIR stops here (LockedError)
   ckpt = None
   try:
     with _StopSignals() as signals:
       resume_guard.check_resume(model_dir, config_str,
                                 checkpointing.newest_usable_step(model_dir)[0], train_steps,
                                 force=force_resume)
+      mesh, param_shardings, params = partitioning.place_params(model.params, model.shardings,
+                                                                model_parallel)
+      batch_sharding = partitioning.data_sharding(mesh)
+      data_lib.check_batch_size(batch_size, mesh)
+      label_targets = _train_label_targets(model, train_task_names)
+      backbone = model.for_task(label_targets)
+
+      prompt0 = np.asarray(prompt_init(model, train_task_names, prompt_length, prompt_seed),
+                           np.float32)
+      if prompt0.shape != (prompt_length, model.embed_dim):
+        raise ValueError(f'prompt initializer gave shape {prompt0.shape}, expected '
+                         f'({prompt_length}, {model.embed_dim})')
+      state = step_lib.init_state(prompt0, tx, seed)
+      state = place(state, step_lib.state_shardings(state, mesh))
+      evaluator = evaluator_lib.Evaluator(model, eval_task_names, lengths,
+                                          eval_batch_size or batch_size, mesh, param_shardings,
+                                          split=eval_split, max_examples=max_eval_examples)
+      step_fn = step_lib.jit_train_step(
+          step_lib.make_train_step(backbone, tx, loss_cfg, dropout=_has_dropout(model.config)),
+          state, mesh, param_shardings, batch_sharding)
       if jax.process_index() == 0 and config_str:
         with atomic_write(os.path.join(model_dir, CONFIG_FILE)) as f:
           f.write(config_str)

@@ -9,6 +9,7 @@ they arrive at is exact; kill -9 and the concurrent run need a second process.
 import errno
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -140,6 +141,15 @@ def test_a_refused_resume_leaves_the_run_untouched(run_train, reference, extra, 
   assert {p: p.stat().st_mtime_ns for p in ref_dir.rglob('*')} == before
 
 
+def test_force_resume_continues_a_changed_run(tmp_path, run_train, reference):
+  model_dir = tmp_path / 'copy'
+  shutil.copytree(reference[0], model_dir)
+  rc, _, err = run_train(_args(model_dir, ["--gin.MIXTURE_OR_TASK_NAME='synth_sentiment_b'",
+                                           '--force_resume']))
+  assert rc == 0 and f'resumed {model_dir} at step {STEPS}' in err, err
+  assert "'synth_sentiment_b'" in (model_dir / 'config.gin').read_text()
+
+
 def test_a_full_disk_after_a_committed_checkpoint_deletes_nothing(tmp_path, run_train,
                                                                   monkeypatch):
   model_dir = tmp_path / 'run'
@@ -163,7 +173,8 @@ def test_a_full_disk_after_a_committed_checkpoint_deletes_nothing(tmp_path, run_
 
 @pytest.mark.parametrize('extra, message', [
     (['--gin.TRAIN_STEPS=2.5'], 'TRAIN_STEPS must be a positive integer, got 2.5'),
-    (['--gin.TRAIN_STEP=5'], 'gin macro TRAIN_STEP is set but never used (did you mean TRAIN_STEPS?)'),
+    (['--gin.TRAIN_STEP=5'],
+     'gin macro TRAIN_STEP is set but never used (did you mean TRAIN_STEPS?)'),
     (["--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 2.5}"],
      "TASK_FEATURE_LENGTHS['targets'] must be a positive integer, got 2.5"),
 ])
