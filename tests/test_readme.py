@@ -57,12 +57,13 @@ def _named_commands(text: str) -> set[tuple]:
   groups = {'transfer', 'tasks', 'analyze', 'bank', 'data'}
   named = set()
   spans = re.findall(r'`ptj ([^`]+)`', text) + [' '.join(c) for c in _bash_commands(text)]
-  for span in spans:
-    words = span.replace('\\|', '|').split()
+  for span in spans:       # `tasks list\|show NAME\|preview NAME`: alternatives after the group
+    pieces = [p.split() for p in span.replace('\\|', '|').split('|')]
+    words = pieces[0]
     if not words or words[0] not in cli.COMMANDS:
       continue
     if words[0] in groups and len(words) > 1 and not words[1].startswith('-'):
-      for sub in words[1].split('|'):
+      for sub in [words[1]] + [p[0] for p in pieces[1:] if p]:
         if re.fullmatch(r'[a-z][a-z-]*', sub):
           named.add((words[0], sub))
     else:
