@@ -157,7 +157,11 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   require(MODEL_DIR=model_dir, MODEL=model, MIXTURE_OR_TASK_NAME=mixture_or_task_name,
           TASK_FEATURE_LENGTHS=task_feature_lengths, PROMPT_INIT=prompt_init)
   nbytes = sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(model.params))
-  progress_lib.phase('model', f'{model.family} {model.source}', show_progress, nbytes)
+  if model.source.startswith('random '):    # nothing was read: no throughput to report
+    progress_lib.phase('model', f'{model.family} {model.source} weights, {nbytes / 1e6:.1f} MB',
+                       show_progress)
+  else:
+    progress_lib.phase('checkpoint read', f'{model.family} {model.source}', show_progress, nbytes)
   config_str = gin.operative_config_str()
   batch_size, train_steps, eval_period, prompt_length, log_period, keep_checkpoints = (
       gin_checks.positive_int(name, value) for name, value in (

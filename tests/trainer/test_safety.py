@@ -9,6 +9,7 @@ they arrive at is exact; kill -9 and the concurrent run need a second process.
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -78,8 +79,11 @@ def test_sigint_then_sigterm_save_the_current_step_and_resume_bit_identically(
   assert f'resumed {model_dir} at step 3' in err
   assert checkpointing.committed_steps(str(model_dir)) == [6]
   monkeypatch.undo()
-  rc, _, err = run_train(_args(model_dir))
+  rc, _, err = run_train(_args(model_dir, ['--progress']))   # with the phase lines
   assert rc == 0 and f'resumed {model_dir} at step 6' in err, err
+  phases = [re.match(r'ptj: ([a-z ]+)', line).group(1) for line in err.splitlines()
+            if line.startswith('ptj: ') and not line.startswith('ptj train')]
+  assert phases == ['config', 'model', 'resume', 'data', 'compile and first step'], err
   np.testing.assert_array_equal(final_prompt(model_dir, STEPS), ref_prompt)
   assert _history(model_dir) == ref_history          # every evaluation once, same scores
   np.testing.assert_array_equal(np.load(model_dir / run_record.BEST_PROMPT_FILE),
