@@ -156,7 +156,8 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   """
   require(MODEL_DIR=model_dir, MODEL=model, MIXTURE_OR_TASK_NAME=mixture_or_task_name,
           TASK_FEATURE_LENGTHS=task_feature_lengths, PROMPT_INIT=prompt_init)
-  nbytes = sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(model.params))
+  nbytes = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(model.params))
   if model.source.startswith('random '):    # nothing was read: no throughput to report
     progress_lib.phase('model', f'{model.family} {model.source} weights, {nbytes / 1e6:.1f} MB',
                        show_progress)
@@ -342,7 +343,7 @@ class _Trainer:
       self.signals.deferred = True
       if self.step == 0 and s.eval_at_start:
         self.evaluate(0, None)
-      while self.step < s.train_steps and self.signals.received is None:
+      while self.step < s.train_steps:
         self.train_to(self._boundaries[bisect.bisect_right(self._boundaries, self.step)])
         if self.signals.received is not None:
           break
