@@ -189,3 +189,26 @@ def test_non_integer_counts_and_misspelled_macros_are_one_line_errors(tmp_path, 
   line = _one_line(err)
   assert rc == 2 and line.startswith('ptj train: error: ') and message in line, err
   assert not model_dir.exists()
+
+
+def test_export_refuses_a_best_prompt_that_fails_its_checksum(tmp_path, reference, capsys):
+  from prompt_transfer_jax.trainer import cli
+  model_dir = tmp_path / 'copy'
+  shutil.copytree(reference[0], model_dir)
+  path = model_dir / run_record.BEST_PROMPT_FILE
+  data = bytearray(path.read_bytes())
+  data[-1] ^= 0x01                      # a flipped bit in the last prompt value
+  path.write_bytes(bytes(data))
+  capsys.readouterr()
+  assert cli.export_main([f'--prompt={model_dir}', '--format=numpy',
+                          f'--out={tmp_path / "out"}']) == 2
+  err = capsys.readouterr().err
+  assert f'{path} does not match best_prompt_sha256' in _one_line(err, 'ptj export')
+  assert not (tmp_path / 'out').exists()
+
+
+def test_module_flag_imports_the_users_task_module(tmp_path, capsys):
+  from prompt_transfer_jax.trainer import cli
+  missing = tmp_path / 'my_tasks.py'
+  assert cli.eval_main([f'--module={missing}', '--gin_file=models/t5_synth_prompt.gin']) == 2
+  assert f'task module not found: {missing}' in _one_line(capsys.readouterr().err, 'ptj eval')
