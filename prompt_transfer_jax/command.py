@@ -6,7 +6,8 @@
 Flags are absl flags with snake_case names (`--batch_size`); gin-configured commands add
 `--gin_file` (repeated) and `--gin.NAME=VALUE` (T5X's shorthand for `--gin_bindings`). Exit codes:
 0 success, 2 usage or bad input (`UsageError`, flag errors, `ValueError` / `FileNotFoundError` /
-`KeyError` (an unknown name) from input validation), 1 any other failure, 130 on Ctrl-C. Errors print one line
+`KeyError` (an unknown name) from input validation), 1 any other failure, 130 on Ctrl-C (a
+`KeyboardInterrupt` with an `exit_code`, e.g. 143 for SIGTERM, returns that). Errors print one line
 `PROG: error: MESSAGE` on stderr; `--log_level=debug` (or `PTJ_DEBUG=1`) prints the traceback too.
 This module is the bottom layer: it imports nothing else of the package.
 """
@@ -52,9 +53,9 @@ def debug_requested(fv: Optional[flags.FlagValues] = None) -> bool:
 
 def fail(prog: str, error: BaseException, debug: bool = False) -> int:
   """Prints `error` the one way every command does, and returns its exit code."""
-  if isinstance(error, KeyboardInterrupt):
-    print(f'{prog}: interrupted', file=sys.stderr)
-    return EXIT_INTERRUPTED
+  if isinstance(error, KeyboardInterrupt):   # a subclass may carry its message and exit code
+    print(f'{prog}: {one_line(error) if error.args else "interrupted"}', file=sys.stderr)
+    return getattr(error, 'exit_code', EXIT_INTERRUPTED)
   if debug:
     traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
   print(f'{prog}: error: {one_line(error)}', file=sys.stderr)
@@ -79,6 +80,8 @@ def gin_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer('num_processes', None, 'number of processes', flag_values=fv)
   flags.DEFINE_integer('process_id', None, 'index of this process', flag_values=fv)
   flags.DEFINE_bool('progress', True, 'show the live progress line', flag_values=fv)
+  flags.DEFINE_multi_string('module', [], "the user's SeqIO task module(s) to import (a module "
+                            'name or a .py file); same as MIXTURE_OR_TASK_MODULE', flag_values=fv)
 
 
 def require(fv: flags.FlagValues, *names: str) -> None:

@@ -151,6 +151,10 @@ class PromptBank:
       pool = [e for e in pool if tuple(e.shape) == query.shape]
       stack = [self.prompt(e) for e in pool]
       sims = ind.embedding_similarity(by, query[None], np.stack(stack))[0] if pool else []
+    bad = [e.name for e, v in zip(pool, sims) if not np.isfinite(v)]
+    if bad:     # never rank (nor write an init prompt from) NaN/Inf scores
+      raise ValueError(f'{by} scores of bank prompt(s) {", ".join(bad[:5])} are not finite '
+                       f'(NaN/Inf); check their {"activations" if by == "ON" else "prompts"}')
     return [Recommendation(pool[i], float(sims[i])) for i in rank(sims)]
 
 

@@ -10,6 +10,7 @@ follow `prompt_transfer_jax.command` (2 bad input, 1 failure).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional, Sequence
 
 import numpy as np
@@ -61,6 +62,8 @@ def _compute_flags(fv: flags.FlagValues, required: bool = True) -> None:
 
 def _print_summary(result: dict) -> None:
   from prompt_transfer_jax.analysis.transferability import spearman_table
+  for warning in result.get('warnings', ()):
+    print(f'warning: {warning}', file=sys.stderr)
   print(spearman_table(result))
   hits = result.get('hit_rates')
   if hits:

@@ -78,6 +78,10 @@ def _show(fv, name: str) -> int:
   if info.key in sources.LOCAL_SPECS:
     files = sorted({str(sources.local_path(info.key, s)) for s in ('train', 'validation', 'test')})
     print(f'{"data files":<18} {", ".join(files)}')
+  from prompt_transfer_jax.tasks import prepare
+  layout = prepare.local_format(info.key)
+  if layout is not None:
+    print(f'{"file format":<18} {layout}')
   if info.is_classification:
     try:
       print(f'{"label_targets":<18} {tasks.label_targets(info.name).tolist()}')

@@ -9,7 +9,10 @@
 
 `--gin_file` repeats (later files override earlier ones; relative paths are looked up in
 `--gin_search_paths`, then in the repository's `gin_configs/`), `--gin.NAME=VALUE` is short for
-`--gin_bindings='NAME = VALUE'`. `--multiprocess` calls `jax.distributed.initialize()` (with
+`--gin_bindings='NAME = VALUE'`. `--module` (repeated) imports the user's own SeqIO task modules
+(a module name or a .py file), like T5X's MIXTURE_OR_TASK_MODULE. `ptj train --force_resume`
+continues a MODEL_DIR although its task, model, prompt length or batch size changed.
+`--multiprocess` calls `jax.distributed.initialize()` (with
 `--coordinator_address`, `--num_processes`, `--process_id` when given; none on Cloud TPU).
 Errors and exit codes follow `prompt_transfer_jax.command` (2 bad input, 1 failure).
 """
@@ -25,6 +28,15 @@ from prompt_transfer_jax.command import UsageError
 from prompt_transfer_jax.trainer import runs
 
 
+def _train_flags(fv: flags.FlagValues) -> None:
+  command.gin_flags(fv)
+  flags.DEFINE_bool('force_resume', False, 'continue the run in MODEL_DIR even though its task, '
+                    'model, prompt length or batch size changed (ptj.train.force_resume)',
+                    flag_values=fv)
+  flags.DEFINE_bool('dry_run', False, 'print the plan (memory and FLOPs per device, as `ptj '
+                    'plan` on the local devices) instead of training', flag_values=fv)
+
+
 def train_main(argv: Sequence[str]) -> int:
   """`ptj train`: prompt-tune a frozen model; resumes when MODEL_DIR holds a checkpoint."""
 
@@ -34,19 +46,21 @@ def train_main(argv: Sequence[str]) -> int:
       return plan.print_plan(fv)
     runs.setup_flags(fv)
     import jax
+    from prompt_transfer_jax.trainer import run_lock
     from prompt_transfer_jax.trainer import train
-    summary = runs.gin_call(lambda: train.train(show_progress=fv.progress))
+    kwargs = {'show_progress': fv.progress}
+    if fv.force_resume:
+      kwargs['force_resume'] = True      # else ptj.train.force_resume from gin applies
+    try:
+      summary = runs.gin_call(lambda: train.train(**kwargs))
+    except run_lock.LockedError as e:
+      raise UsageError(str(e)) from None
     if jax.process_index() == 0:
       print(json.dumps({k: summary[k] for k in ('model_dir', 'final_step', 'metric', 'best_step',
                                                 'best_score')}))
     return 0
 
-  def define(fv):
-    command.gin_flags(fv)
-    flags.DEFINE_bool('dry_run', False, 'print the plan (memory and FLOPs per device, as `ptj '
-                      'plan` on the local devices) instead of training', flag_values=fv)
-
-  return command.run('ptj train', argv, train_main.__doc__, define, body)
+  return command.run('ptj train', argv, train_main.__doc__, _train_flags, body)
 
 
 def eval_main(argv: Sequence[str]) -> int:

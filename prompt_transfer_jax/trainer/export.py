@@ -159,5 +159,9 @@ def import_prompt(path: str) -> np.ndarray:
     if os.path.exists(os.path.join(path, PEFT_WEIGHTS_FILE)):
       return read_peft(path)
     from prompt_transfer_jax.trainer import run_record
+    if os.path.exists(os.path.join(path, run_record.METRICS_FILE)):
+      problem = run_record.verify_best_prompt(path)   # runs from before checksums: unverified
+      if problem is not None and not problem.endswith('no checksum recorded'):
+        raise ValueError(f'{problem}; export another prompt file of the run')
     path = os.path.join(path, run_record.BEST_PROMPT_FILE)
   return files.read_prompt(path)

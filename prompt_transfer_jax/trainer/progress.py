@@ -6,9 +6,11 @@ checkpoints (between `reset_window` calls) do not slow it down (tqdm's own estim
 4x too long in the demo). Scalars go to
 TensorBoard through `clu.metric_writers` under `MODEL_DIR/train` and `MODEL_DIR/training_eval`,
 with T5X's `timing/*` keys (`timing/steps_per_second`, `timing/seqs_per_second`, ...).
+`phase` prints one line per start-up phase of a run (config, model, data, compile, first step).
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -16,6 +18,28 @@ from typing import Callable, Mapping, Optional
 
 import jax
 from tqdm import tqdm
+
+
+_last_phase = [time.perf_counter()]
+
+
+def mark_phase() -> None:
+  """Starts timing the next `phase` from now."""
+  _last_phase[0] = time.perf_counter()
+
+
+def phase(name: str, detail: str = '', show: bool = True, nbytes: Optional[int] = None) -> None:
+  """`ptj: NAME: DETAIL (S s[, MB at MB/s])` on stderr (process 0, when `show`), always logged at
+  INFO; S is the time since the previous phase (or `mark_phase`)."""
+  now = time.perf_counter()
+  seconds, _last_phase[0] = now - _last_phase[0], now
+  timing = f'{seconds:.1f} s'
+  if nbytes is not None:
+    timing += f', {nbytes / 1e6:.1f} MB at {nbytes / 1e6 / max(seconds, 1e-9):.0f} MB/s'
+  line = f'ptj: {name}: {detail} ({timing})' if detail else f'ptj: {name} ({timing})'
+  logging.info('%s', line)
+  if show and jax.process_index() == 0:
+    tqdm.write(line, file=sys.stderr)
 
 
 class EtaClock:

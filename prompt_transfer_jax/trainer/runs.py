@@ -76,8 +76,9 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
 def setup_flags(fv) -> None:
   """What every gin-configured command does first, from its `command.gin_flags`: host memory
   settings, logging, multi-host initialisation, gin registration and parsing."""
-  from prompt_transfer_jax.trainer import host_memory
+  from prompt_transfer_jax.trainer import host_memory, progress
   host_memory.keep_freed_memory()
+  progress.mark_phase()
   import jax
   from absl import logging as absl_logging
   absl_logging.set_verbosity(fv.log_level)
@@ -90,12 +91,16 @@ def setup_flags(fv) -> None:
   with command.quiet_stderr():
     import seqio
     register_configurables()
+    from prompt_transfer_jax.tasks import prepare
+    prepare.import_task_modules(fv.module)
   if fv.tfds_data_dir:
     seqio.set_tfds_data_dir_override(fv.tfds_data_dir)
   try:
     parse_gin(fv.gin_file, fv.gin_bindings, fv.gin_search_paths)
   except Exception as e:  # noqa: BLE001  (gin raises SyntaxError, ValueError, TokenError, ...)
     raise command.UsageError(f'bad gin configuration: {command.one_line(e)}') from None
+  progress.phase('config', f'{len(fv.gin_file)} gin file(s), {len(fv.gin_bindings)} binding(s)',
+                 fv.progress)
 
 
 def gin_call(fn):

@@ -1,19 +1,29 @@
 """The prompt-tuning loop: data -> jitted step -> periodic evaluation, checkpoints and records.
 
-`train(...)` (gin: `ptj.train`) tunes a prompt on a frozen model. Everything is checked (task,
-checkpoint, prompt file, evaluation data) before MODEL_DIR is touched. A MODEL_DIR that already
+`train(...)` (gin: `ptj.train`) tunes a prompt on a frozen model. The settings, task and model
+are checked before MODEL_DIR is touched; a failure before anything is committed (prompt file,
+evaluation data) removes the MODEL_DIR the run created. A MODEL_DIR that already
 holds a checkpoint is resumed: prompt, optimizer state, RNG, data position (batches consumed),
 best prompt and elapsed time all come back, so an interrupted run ends bit-identical to an
 uninterrupted one. A non-finite loss stops the run with an error before anything is saved from
 the bad step.
+
+Safety: process 0 holds `run_lock.RunLock(MODEL_DIR)` for the whole run (a second run on the same
+directory is refused); the resume guard compares the operative config with the saved one before
+config.gin is (re)written; SIGINT / SIGTERM during training save a checkpoint at the current step
+and stop (`Interrupted`, exit 128 + signal); a failure deletes MODEL_DIR only if this run created
+it and it holds no committed work (`checkpointing.work_in`).
 """
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -28,26 +38,22 @@ from prompt_transfer_jax.partitioning import host, place
 from prompt_transfer_jax.trainer import checkpointing
 from prompt_transfer_jax.trainer import data as data_lib
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
+from prompt_transfer_jax.trainer import gin_checks
 from prompt_transfer_jax.trainer import progress as progress_lib
 from prompt_transfer_jax.trainer.gin_utils import require
+from prompt_transfer_jax.trainer import resume_guard
+from prompt_transfer_jax.trainer import run_lock
 from prompt_transfer_jax.trainer import run_record
 from prompt_transfer_jax.trainer import step as step_lib
 
-CONFIG_FILE = 'config.gin'
-
-
-def _check_positive(**values):
-  for name, value in values.items():
-    if value is None or int(value) < 1:
-      raise ValueError(f'{name} must be a positive integer, got {value!r}')
+CONFIG_FILE = resume_guard.CONFIG_FILE
 
 
 def _check_lengths(lengths: Mapping[str, int]) -> dict:
   if not isinstance(lengths, Mapping) or set(lengths) != {'inputs', 'targets'}:
     raise ValueError("TASK_FEATURE_LENGTHS must be a dict with keys 'inputs' and 'targets', got "
                      f'{lengths!r}')
-  _check_positive(**{f"TASK_FEATURE_LENGTHS['{k}']": v for k, v in lengths.items()})
-  return {k: int(v) for k, v in lengths.items()}
+  return {k: gin_checks.positive_int(f"TASK_FEATURE_LENGTHS['{k}']", v) for k, v in lengths.items()}
 
 
 def _has_dropout(config) -> bool:
@@ -57,6 +63,45 @@ def _has_dropout(config) -> bool:
 
 class NonFiniteLossError(FloatingPointError):
   pass
+
+
+class Interrupted(KeyboardInterrupt):
+  """The run stopped on SIGINT / SIGTERM (after saving a checkpoint at the current step, when it
+  was training); `exit_code` is 128 + the signal number (130, 143)."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.exit_code = 128 + signum
+
+
+class _StopSignals:
+  """SIGINT / SIGTERM handlers for one run (main thread only). Before `deferred` is set (setup,
+  compilation of the model) a signal raises `Interrupted` at once; once the loop runs it is only
+  recorded (`received`), and the loop saves at the current step and stops; a second signal while
+  it saves raises at once."""
+
+  def __init__(self):
+    self.received: Optional[int] = None
+    self.deferred = False
+    self._saved = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.deferred and self.received is None:
+      self.received = signum
+      return
+    raise Interrupted(f'interrupted by {signal.Signals(signum).name} before any training step was '
+                      'saved; run the same command to start again', signum)
+
+  def __enter__(self) -> '_StopSignals':
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._saved[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for signum, handler in self._saved.items():
+      signal.signal(signum, handler)
 
 
 @gin.configurable(module='ptj')
@@ -71,7 +116,8 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
           eval_tasks: Optional[Sequence[str]] = None, eval_split: str = 'validation',
           eval_batch_size: Optional[int] = None, max_eval_examples: Optional[int] = None,
           eval_at_start: bool = True, keep_checkpoints: int = 1, log_period: int = 100,
-          model_parallel: int = 1, shuffle: bool = True, show_progress: bool = True) -> dict:
+          model_parallel: int = 1, shuffle: bool = True, show_progress: bool = True,
+          force_resume: bool = False) -> dict:
   """Prompt-tunes `model` (a `FrozenModel`) on a task or mixture; returns the run summary.
 
   Args:
@@ -100,7 +146,9 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
     log_period: steps between training-metric summaries.
     model_parallel: size of the mesh's model axis.
     shuffle: shuffle the training data.
-    show_progress: show the live progress line.
+    show_progress: show the live progress line and one line per start-up phase.
+    force_resume: continue the run in MODEL_DIR although task, model, prompt length or batch
+      size changed (`resume_guard`).
 
   Returns:
     The run record (`metrics.json` content: history, best_step, best_score, metric, ...) with
@@ -108,11 +156,21 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   """
   require(MODEL_DIR=model_dir, MODEL=model, MIXTURE_OR_TASK_NAME=mixture_or_task_name,
           TASK_FEATURE_LENGTHS=task_feature_lengths, PROMPT_INIT=prompt_init)
+  nbytes = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(model.params))
+  if model.source.startswith('random '):    # nothing was read: no throughput to report
+    progress_lib.phase('model', f'{model.family} {model.source} weights, {nbytes / 1e6:.1f} MB',
+                       show_progress)
+  else:
+    progress_lib.phase('checkpoint read', f'{model.family} {model.source}', show_progress, nbytes)
   config_str = gin.operative_config_str()
-  _check_positive(BATCH_SIZE=batch_size, TRAIN_STEPS=train_steps, EVAL_PERIOD=eval_period,
-                  PROMPT_LENGTH=prompt_length, log_period=log_period)
-  checkpoint_period = eval_period if checkpoint_period is None else checkpoint_period
-  _check_positive(checkpoint_period=checkpoint_period)
+  batch_size, train_steps, eval_period, prompt_length, log_period, keep_checkpoints = (
+      gin_checks.positive_int(name, value) for name, value in (
+          ('BATCH_SIZE', batch_size), ('TRAIN_STEPS', train_steps), ('EVAL_PERIOD', eval_period),
+          ('PROMPT_LENGTH', prompt_length), ('ptj.train.log_period', log_period),
+          ('ptj.train.keep_checkpoints', keep_checkpoints)))
+  checkpoint_period = gin_checks.positive_int('ptj.train.checkpoint_period', eval_period
+                                              if checkpoint_period is None else checkpoint_period)
   lengths = _check_lengths(task_feature_lengths)
   loss_cfg = step_lib.LossConfig(z_loss, label_smoothing, loss_normalization)
   tx = step_lib.make_optimizer() if optimizer is None else optimizer
@@ -120,51 +178,71 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   eval_task_names = list(eval_tasks or train_task_names)
   data_lib.local_batch_size(batch_size, jax.process_count())
 
-  mesh, param_shardings, params = model.on_mesh(model_parallel)
-  batch_sharding = partitioning.data_sharding(mesh)
-  data_lib.check_batch_size(batch_size, mesh)
-  label_targets = _train_label_targets(model, train_task_names)
-  backbone = model.for_task(label_targets)
-
-  prompt0 = np.asarray(prompt_init(model, train_task_names, prompt_length, prompt_seed), np.float32)
-  if prompt0.shape != (prompt_length, model.embed_dim):
-    raise ValueError(f'prompt initializer gave shape {prompt0.shape}, expected '
-                     f'({prompt_length}, {model.embed_dim})')
-  state = step_lib.init_state(prompt0, tx, seed)
-  state = place(state, step_lib.state_shardings(state, mesh))
-  evaluator = evaluator_lib.Evaluator(model, eval_task_names, lengths,
-                                      eval_batch_size or batch_size, mesh, param_shardings,
-                                      split=eval_split, max_examples=max_eval_examples)
-  step_fn = step_lib.jit_train_step(
-      step_lib.make_train_step(backbone, tx, loss_cfg, dropout=_has_dropout(model.config)),
-      state, mesh, param_shardings, batch_sharding)
-
   created = not os.path.exists(model_dir)
+  lock = run_lock.RunLock(model_dir) if jax.process_index() == 0 else None
+  if lock is not None:     # before the model is placed and compiled: a refusal comes at once
+    lock.acquire()         # a second run on MODEL_DIR stops here (LockedError)
   ckpt = None
   try:
-    if jax.process_index() == 0:
-      os.makedirs(model_dir, exist_ok=True)
-      if config_str:
+    with _StopSignals() as signals:
+      resume_guard.check_resume(model_dir, config_str,
+                                checkpointing.newest_usable_step(model_dir)[0], train_steps,
+                                force=force_resume)
+      mesh, param_shardings, params = model.on_mesh(model_parallel)
+      batch_sharding = partitioning.data_sharding(mesh)
+      data_lib.check_batch_size(batch_size, mesh)
+      label_targets = _train_label_targets(model, train_task_names)
+      backbone = model.for_task(label_targets)
+
+      prompt0 = np.asarray(prompt_init(model, train_task_names, prompt_length, prompt_seed),
+                           np.float32)
+      if prompt0.shape != (prompt_length, model.embed_dim):
+        raise ValueError(f'prompt initializer gave shape {prompt0.shape}, expected '
+                         f'({prompt_length}, {model.embed_dim})')
+      state = step_lib.init_state(prompt0, tx, seed)
+      state = place(state, step_lib.state_shardings(state, mesh))
+      evaluator = evaluator_lib.Evaluator(model, eval_task_names, lengths,
+                                          eval_batch_size or batch_size, mesh, param_shardings,
+                                          split=eval_split, max_examples=max_eval_examples)
+      step_fn = step_lib.jit_train_step(
+          step_lib.make_train_step(backbone, tx, loss_cfg, dropout=_has_dropout(model.config)),
+          state, mesh, param_shardings, batch_sharding)
+      if jax.process_index() == 0 and config_str:
         with atomic_write(os.path.join(model_dir, CONFIG_FILE)) as f:
           f.write(config_str)
-    ckpt = checkpointing.Checkpointer(model_dir, keep=keep_checkpoints)
-    schedule = _Schedule(
-        task_name=mixture_or_task_name, lengths=lengths, batch_size=batch_size,
-        train_steps=train_steps, eval_period=eval_period, checkpoint_period=checkpoint_period,
-        log_period=log_period, seed=seed, shuffle=shuffle, pad_id=model.pad_id,
-        label_ids=None if label_targets is None else label_targets[:, 0],
-        eval_at_start=eval_at_start, show_progress=show_progress)
-    return _Trainer(model_dir, ckpt, state, params, step_fn, evaluator, schedule,
-                    partitioning.replicated(mesh), batch_sharding).run()
+      ckpt = checkpointing.Checkpointer(model_dir, keep=keep_checkpoints)
+      schedule = _Schedule(
+          task_name=mixture_or_task_name, lengths=lengths, batch_size=batch_size,
+          train_steps=train_steps, eval_period=eval_period, checkpoint_period=checkpoint_period,
+          log_period=log_period, seed=seed, shuffle=shuffle, pad_id=model.pad_id,
+          label_ids=None if label_targets is None else label_targets[:, 0],
+          eval_at_start=eval_at_start, show_progress=show_progress)
+      return _Trainer(model_dir, ckpt, state, params, step_fn, evaluator, schedule,
+                      partitioning.replicated(mesh), batch_sharding, signals).run()
   except BaseException:
-    if ckpt is not None:
-      ckpt.wait()
-    if created and (ckpt is None or ckpt.latest_step() is None) and jax.process_index() == 0:
-      shutil.rmtree(model_dir, ignore_errors=True)
+    _clean_up_failed(model_dir, ckpt, created)
     raise
   finally:
-    if ckpt is not None:
-      ckpt.close()
+    try:
+      if ckpt is not None:
+        ckpt.close()
+    finally:
+      if lock is not None:
+        lock.release()
+
+
+def _clean_up_failed(model_dir: str, ckpt: Optional[checkpointing.Checkpointer],
+                     created: bool) -> None:
+  """After a failure: lets a pending save finish, then removes MODEL_DIR only if this run created
+  it and it holds no committed work (a save that failed, e.g. on a full disk, leaves earlier
+  checkpoints, snapshots, records and events in place)."""
+  if ckpt is not None:
+    try:
+      ckpt.wait()
+    except Exception as e:  # noqa: BLE001  (the run's own error is the one reported)
+      logging.warning('while stopping after a failure, the pending checkpoint failed too: %s', e)
+  if created and jax.process_index() == 0 and not checkpointing.work_in(model_dir):
+    shutil.rmtree(model_dir, ignore_errors=True)
 
 
 def _train_label_targets(model, task_names) -> Optional[np.ndarray]:
@@ -213,8 +291,9 @@ class _Trainer:
 
   def __init__(self, model_dir: str, ckpt: checkpointing.Checkpointer, state, params, step_fn,
                evaluator: evaluator_lib.Evaluator, schedule: _Schedule, replicated,
-               batch_sharding):
+               batch_sharding, signals: Optional[_StopSignals] = None):
     self.model_dir, self.ckpt, self.schedule = model_dir, ckpt, schedule
+    self.signals = signals or _StopSignals()
     self.state, self.params, self.step_fn = state, params, step_fn
     self.evaluator, self.replicated, self.batch_sharding = evaluator, replicated, batch_sharding
     self.record = run_record.RunRecord(model_dir, schedule.task_name, evaluator.metric_name)
@@ -246,22 +325,32 @@ class _Trainer:
     if self.step > s.train_steps:
       raise ValueError(f'{self.model_dir} holds a checkpoint at step {self.step}, beyond '
                        f'TRAIN_STEPS={s.train_steps}')
+    progress_lib.phase('resume', f'resumed {self.model_dir} at step {self.step}' if resumed
+                       else f'new run in {self.model_dir}', s.show_progress or resumed)
     self.batches = data_lib.train_batches(s.task_name, s.lengths, s.batch_size, s.seed,
                                           start_batch=self.step, shuffle=s.shuffle,
                                           pad_id=s.pad_id, label_ids=s.label_ids)
+    progress_lib.phase('data', f'{s.task_name}, batch {s.batch_size}, from batch {self.step}',
+                       s.show_progress)
     self.progress = progress_lib.Progress(self.model_dir, s.train_steps, self.step,
                                           s.show_progress)
     try:
-      if resumed:
-        self.progress.message(f'resumed {self.model_dir} at step {self.step}')
+      for problem in self.ckpt.problems:
+        self.progress.message(f'corrupt checkpoint skipped (moved to {checkpointing.CORRUPT_DIR}/):'
+                              f' {problem}')
       self._clock = time.perf_counter()
+      self.signals.deferred = True
       if self.step == 0 and s.eval_at_start:
         self.evaluate(0, None)
       while self.step < s.train_steps:
         self.train_to(self._boundaries[bisect.bisect_right(self._boundaries, self.step)])
+        if self.signals.received is not None:
+          break
         for action in self.actions:     # log, evaluate, save: each on its own steps
           action(self.step)
         self.progress.reset_window(self.step)
+      if self.signals.received is not None:
+        self._stop_on_signal(self.signals.received)
     finally:
       self.progress.close()
     self.ckpt.wait()
@@ -269,6 +358,21 @@ class _Trainer:
     summary.update(final_step=self.step, model_dir=self.model_dir,
                    final_prompt=host(self.state.prompt), best_prompt=self.best_prompt)
     return summary
+
+  def _stop_on_signal(self, signum: int) -> None:
+    """Preemption: flushes the metrics, saves a checkpoint at the current step, raises
+    `Interrupted` (a resume continues from this step)."""
+    name = signal.Signals(signum).name
+    self.flush_metrics(self.step)
+    if self.step == 0:
+      raise Interrupted(f'interrupted by {name} before the first step; run the same command to '
+                        'start again', signum)
+    if self.saved_step != self.step:
+      self.save(self.step)
+    self.ckpt.wait()
+    raise Interrupted(f'interrupted by {name} at step {self.step}; saved '
+                      f'{checkpointing.STEP_PREFIX}_{self.step}; run the same command to resume',
+                      signum)
 
   def resume(self) -> bool:
     """Restores the latest checkpoint of MODEL_DIR, if any (state, best prompt, clock, record)."""
@@ -288,7 +392,7 @@ class _Trainer:
   def train_to(self, stop: int) -> None:
     """Runs the training steps up to step `stop`; reads every step's metrics."""
     pending = None        # (step, metrics) of the last dispatched step, read one step later
-    while self.step < stop:
+    while self.step < stop and self.signals.received is None:
       t0 = time.perf_counter()
       batch = data_lib.to_global(next(self.batches), self.batch_sharding)
       self.state, metrics = self.step_fn(self.state, self.params, batch)
@@ -300,8 +404,10 @@ class _Trainer:
         self._read_metrics(*pending)
         pending = None
         self._compiled = True
-        self.progress.write('train', self.step,
-                            {'timing/compilation_seconds': time.perf_counter() - t0})
+        seconds = time.perf_counter() - t0
+        progress_lib.phase('compile and first step', f'step {self.step}, loss '
+                           f'{self._window[-1]["loss"]:.4g}', self.schedule.show_progress)
+        self.progress.write('train', self.step, {'timing/compilation_seconds': seconds})
         self.progress.reset_window(self.step)
         self._window, self._window_tokens = [], 0.0
     if pending is not None:

@@ -198,3 +198,23 @@ def test_recommend_after_a_short_prompt_tuning_run(tmp_path, capsys):
   assert ptj.main(['bank', 'recommend', '--bank', bank_dir, '--task', 'x', *run,
                    '--prompt', str(init)]) == 2
   assert 'not both' in capsys.readouterr().err
+
+
+def test_recommend_never_ranks_non_finite_scores(bank, capsys, monkeypatch):
+  tmp_path, prompts, _ = bank
+  real = ind.embedding_similarity
+
+  def with_nan(name, query, others):
+    sims = np.array(real(name, query, others), np.float64)
+    sims[0, 1] = np.nan
+    return sims
+  monkeypatch.setattr(ind, 'embedding_similarity', with_nan)
+  np.save(tmp_path / 'new.npy', prompts[2])
+  init = tmp_path / 'init.npy'
+  capsys.readouterr()
+  assert ptj.main(['bank', 'recommend', '--bank', str(tmp_path / 'bank'), '--task', 'rte',
+                   '--prompt', str(tmp_path / 'new.npy'), '--init_out', str(init)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('ptj bank recommend: error: C_average scores of bank prompt(s) imdb are '
+                        'not finite'), err
+  assert not init.exists()

@@ -1,4 +1,6 @@
 """Warnings for numbers that look fine but mean nothing; errors for non-finite inputs."""
+import json
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,19 @@ def test_warnings_reach_the_result_and_the_report(tmp_path):
   md = (tmp_path / 'report.md').read_text()
   assert '## Warnings' in md and '- identical prompts: mnli, snli' in md
   assert '<h2>Warnings</h2>' in (tmp_path / 'report.html').read_text()
+
+
+def test_indicators_command_prints_the_warnings_on_stderr(tmp_path, capsys):
+  from prompt_transfer_jax import cli
+  prompts = _prompts()
+  prompts[2] = prompts[1]
+  (tmp_path / 'prompts').mkdir()
+  for task, prompt in zip(TASKS, prompts):
+    np.save(tmp_path / 'prompts' / f'{task}.npy', prompt)
+  transfer = [[90, 60, 55, 50], [40, 70, 33, 33], [50, 52, 58, 51], [70, 60, 65, 80.]]
+  (tmp_path / 'transfer.json').write_text(json.dumps({'tasks': TASKS, 'matrix': transfer}))
+  assert cli.main(['analyze', 'indicators', f'--prompts={tmp_path / "prompts"}',
+                   f'--transfer={tmp_path / "transfer.json"}', f'--out={tmp_path / "out"}',
+                   '--bootstrap=0']) == 0
+  out, err = capsys.readouterr()
+  assert 'warning: identical prompts: mnli, snli' in err and 'warning:' not in out

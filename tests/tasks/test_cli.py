@@ -54,3 +54,10 @@ def test_errors_are_one_line_and_nonzero(capsys, tmp_path):
       settings.reset('data_dir')
     err = capsys.readouterr().err.strip()
     assert str(tmp_path / 'tweeteval_sentiment') in err and '\n' not in err
+
+
+def test_show_prints_the_file_format_of_a_local_file_task(capsys, t5_spm):
+  from prompt_transfer_jax.tasks import prepare
+  assert cli.main(['show', 't5_laptop']) == 0
+  line = [l for l in capsys.readouterr().out.splitlines() if l.startswith('file format')]
+  assert line == [f'{"file format":<18} {prepare.local_format("laptop")}']

@@ -72,9 +72,13 @@ def test_nan_loss_stops_without_saving_the_bad_step(tmp_path, run_train):
   assert not [p for p in model_dir.rglob('*') if 'tmp' in p.name]
 
 
-def test_nan_loss_before_any_checkpoint_leaves_no_model_dir(tmp_path, run_train):
+def test_nan_loss_before_any_checkpoint_leaves_no_checkpoint_lock_or_temporary(tmp_path, run_train):
+  # What the run wrote before failing (config, events) stays: a failure handler never deletes
+  # events or metrics (tests/trainer/test_safety.py restarts such a directory).
   model_dir = tmp_path / 'run'
   rc, _, err = run_train(synth_args(model_dir, 6, eval_period=6, extra=[
-      "--gin.ptj.make_optimizer.name='adamw'", '--gin.ptj.make_optimizer.learning_rate=1e30']))
+      "--gin.ptj.make_optimizer.name='adamw'", '--gin.ptj.make_optimizer.learning_rate=1e30',
+      '--gin.ptj.train.eval_at_start=False']))
   assert rc == 1 and 'loss is nan' in _error_line(err)
-  assert not model_dir.exists()
+  assert not list(model_dir.glob('checkpoint_*')) and not (model_dir / '.ptj_lock').exists()
+  assert not [p for p in model_dir.rglob('*') if 'tmp' in p.name]
