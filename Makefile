@@ -17,8 +17,7 @@ $(PTJ):
 setup: $(PTJ)
 
 demo: $(PTJ)
-	XLA_FLAGS="$(DEMO_XLA_FLAGS)" $(PTJ) study --gin_file=studies/synth.gin \
-	  --gin.STUDY_DIR="'$(DEMO_OUT)'"
+	XLA_FLAGS="$(DEMO_XLA_FLAGS)" $(PTJ) demo --out=$(DEMO_OUT)
 
 test: $(PTJ)
 	$(PY) -m pytest -n 2 -q tests

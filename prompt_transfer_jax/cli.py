@@ -18,7 +18,7 @@ COMMANDS = {
     'eval': ('prompt_transfer_jax.trainer.cli', 'eval_main', 'evaluate a prompt file on a task'),
     'plan': ('prompt_transfer_jax.trainer.plan', 'main', 'memory and FLOPs per device of a train config, ahead of time'),
     'export': ('prompt_transfer_jax.trainer.cli', 'export_main', 'export a prompt (npy / PEFT directory)'),
-    'demo': ('prompt_transfer_jax.trainer.demo', 'main', 'end-to-end demo on the synthetic tasks'),
+    'demo': ('prompt_transfer_jax.transfer.study_cli', 'demo_main', 'the synthetic study of `make demo` (ptj study, studies/synth.gin)'),
     'transfer': ('prompt_transfer_jax.transfer.cli', 'main', 'cross-task transfer: zero-shot matrix, TPT speedups, synthetic study'),
     'project': ('prompt_transfer_jax.transfer.project_cli', 'main', 'cross-model transfer: train / apply a projector, zero-shot, TPT_MODEL'),
     'study': ('prompt_transfer_jax.transfer.study_cli', 'main', "the paper's cross-task study from a gin file, every stage resumable"),

@@ -6,7 +6,7 @@ import pytest
 from prompt_transfer_jax import cli as ptj
 from prompt_transfer_jax import command
 
-# Every leaf command. `ptj demo` is not here yet: its flags are converted with its rewrite.
+# Every leaf command.
 LEAF_COMMANDS = [
     ['train'], ['eval'], ['export'],
     ['tasks', 'list'], ['tasks', 'show'], ['tasks', 'preview'],
@@ -15,6 +15,7 @@ LEAF_COMMANDS = [
     ['analyze', 'activations'],
     ['bank', 'add'], ['bank', 'list'], ['bank', 'recommend'], ['data', 'prepare'],
     ['project', 'train'], ['project', 'apply'], ['project', 'zero-shot'], ['plan'],
+    ['study'], ['demo'],
 ]
 
 

@@ -78,16 +78,13 @@ def _command_of(argv: list[str]) -> tuple:
 
 
 def _ptj(argv, capsys):
-  try:
-    code = cli.main(list(argv))
-  except SystemExit as e:        # a command still on argparse (`ptj demo`) exits from --help
-    code = e.code or 0
+  code = cli.main(list(argv))
   out, err = capsys.readouterr()
   return code, out, err
 
 
 def _help_flags(help_text: str) -> set[str]:
-  """The flags a `--help` text lists (absl `  --name: ...` and argparse `  --name NAME`)."""
+  """The flags an absl `--help` text lists (`  --name: ...`)."""
   return set(re.findall(r'^\s+--([a-z_0-9]+)', help_text, flags=re.M))
 
 

@@ -156,6 +156,7 @@ class Progress:
     self.worked, self.work_units = 0.0, 0
 
   def step(self, label: str, fn: Callable[[], Optional[str]], skip: bool) -> None:
+    from prompt_transfer_jax.trainer.progress import format_seconds
     t0 = time.perf_counter()
     if skip:
       self.done += 1
@@ -168,12 +169,8 @@ class Progress:
     self.work_units += 1
     eta = self.worked / self.work_units * (self.total - self.done)
     self.log(f'[{self.done}/{self.total}] {label}{": " + note if note else ""} ({seconds:.0f} s; '
-             f'elapsed {_clock(time.perf_counter() - self.start)}, ETA {_clock(eta)})')
-
-
-def _clock(seconds: float) -> str:
-  m, s = divmod(int(round(seconds)), 60)
-  return f'{m}m{s:02d}s' if m else f'{s}s'
+             f'elapsed {format_seconds(time.perf_counter() - self.start)}, '
+             f'ETA {format_seconds(eta)})')
 
 
 def _print(line: str) -> None:

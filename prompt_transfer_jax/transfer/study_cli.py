@@ -9,31 +9,72 @@ On a pod, run it on every host (process 0 writes). See `transfer/study.py` for t
 """
 from __future__ import annotations
 
+import os
+import time
 from typing import Sequence
 
-from prompt_transfer_jax.trainer.cli import UsageError, _gin_call, _gin_flags, _run, _setup
+from absl import flags
+
+from prompt_transfer_jax import command
+from prompt_transfer_jax.command import UsageError
+from prompt_transfer_jax.trainer import runs
+
+DEMO_GIN = 'studies/synth.gin'
+JAX_CACHE = '.jax_cache'
+
+
+def _compilation_cache(out_dir: str) -> None:
+  """Compiled steps persist in `OUT/.jax_cache` (unless JAX_COMPILATION_CACHE_DIR says where):
+  every run of a study re-jits the same shapes, and a resumed study compiles nothing again."""
+  import jax
+  if jax.config.jax_compilation_cache_dir or '://' in out_dir:
+    return
+  jax.config.update('jax_compilation_cache_dir', os.path.join(out_dir, JAX_CACHE))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+
+def _study(fv) -> int:
+  start = time.perf_counter()
+  runs.setup_flags(fv)
+  import gin
+  import jax
+  from prompt_transfer_jax.trainer.progress import format_seconds
+  from prompt_transfer_jax.transfer import study
+  try:
+    config = runs.gin_call(study.study)
+  except ValueError as e:   # a study config that cannot be built is bad input
+    raise UsageError(str(e)) from None
+  gin.clear_config()   # every run parses its own recipe
+  _compilation_cache(config.out_dir)
+  results = study.run(config)
+  if jax.process_index() == 0:
+    for name, record in results.items():
+      print(f'\n== {name} ==\n{study.summary(record)}')
+      print(f'tables: {config.out_dir}/{name}/tables/README.md, report: '
+            f'{config.out_dir}/{name}/report/report.md')
+    print(f'\nsummary of every backbone: {config.out_dir}/summary.md (done in '
+          f'{format_seconds(time.perf_counter() - start)})')
+  return 0
 
 
 def main(argv: Sequence[str]) -> int:
   """`ptj study`: PT per task, zero-shot matrix, TPT, activations, indicators, tables."""
+  return command.run('ptj study', argv, __doc__, command.gin_flags, _study)
+
+
+def _demo_flags(fv: flags.FlagValues) -> None:
+  command.gin_flags(fv)
+  flags.DEFINE_string('out', 'demo_out', 'output directory of the study', flag_values=fv)
+
+
+def demo_main(argv: Sequence[str]) -> int:
+  """`ptj demo [--out=DIR]`: the synthetic study of `make demo` (`ptj study` with
+  `studies/synth.gin`: a tiny T5 and a tiny RoBERTa, a few minutes on a CPU); further
+  `--gin_file` / `--gin.X=...` flags apply after that file."""
 
   def body(fv):
-    _setup(fv)
-    import gin
-    import jax
-    from prompt_transfer_jax.transfer import study
-    try:
-      config = _gin_call(study.study)
-    except ValueError as e:   # a study config that cannot be built is bad input
-      raise UsageError(str(e)) from None
-    gin.clear_config()   # every run parses its own recipe
-    results = study.run(config)
-    if jax.process_index() == 0:
-      for name, record in results.items():
-        print(f'\n== {name} ==\n{study.summary(record)}')
-        print(f'tables: {config.out_dir}/{name}/tables/README.md, report: '
-              f'{config.out_dir}/{name}/report/report.md')
-      print(f'\nsummary of every backbone: {config.out_dir}/summary.md')
-    return 0
+    fv.gin_file = [DEMO_GIN] + list(fv.gin_file)
+    fv.gin_bindings = [f'STUDY_DIR = {os.path.abspath(fv.out)!r}'] + list(fv.gin_bindings)
+    return _study(fv)
 
-  return _run('ptj study', argv, __doc__, _gin_flags, body)
+  return command.run('ptj demo', argv, demo_main.__doc__, _demo_flags, body)

@@ -27,12 +27,15 @@ def _flags(out):
           f'--gin.t5/ptj.study_backbone.tasks={TASKS}',
           f'--gin.t5/ptj.study_backbone.bindings=[{TINY}, "PROMPT_LENGTH = 4"]',
           '--gin.STEPS=10', '--gin.EVAL_PERIOD=5', '--gin.ptj.study.bootstrap=20',
-          '--gin.ptj.study.max_examples=40']
+          '--gin.ptj.study.max_examples=40', '--gin.ptj.study.tpt=True']
 
 
 def _start(out):
+  # One compilation cache for the three studies of a test: same shapes, nothing compiled twice.
   env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_backend_optimization_level=0', PYTHONPATH=str(REPO))
+             XLA_FLAGS='--xla_backend_optimization_level=0', PYTHONPATH=str(REPO),
+             JAX_COMPILATION_CACHE_DIR=str(pathlib.Path(out).parent / 'jax_cache'),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
   return subprocess.Popen([sys.executable, '-m', 'prompt_transfer_jax.cli'] + _flags(out),
                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True)
