@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from prompt_transfer_jax.trainer.cli import UsageError, _gin_call, _gin_flags, _run, _setup
+from prompt_transfer_jax import command
+from prompt_transfer_jax.command import UsageError
+from prompt_transfer_jax.trainer import runs
 
 
 def main(argv: Sequence[str]) -> int:
   """`ptj study`: PT per task, zero-shot matrix, TPT, activations, indicators, tables."""
 
   def body(fv):
-    _setup(fv)
+    runs.setup_flags(fv)
     import gin
     import jax
     from prompt_transfer_jax.transfer import study
     try:
-      config = _gin_call(study.study)
+      config = runs.gin_call(study.study)
     except ValueError as e:   # a study config that cannot be built is bad input
       raise UsageError(str(e)) from None
     gin.clear_config()   # every run parses its own recipe
@@ -36,4 +38,4 @@ def main(argv: Sequence[str]) -> int:
       print(f'\nsummary of every backbone: {config.out_dir}/summary.md')
     return 0
 
-  return _run('ptj study', argv, __doc__, _gin_flags, body)
+  return command.run('ptj study', argv, __doc__, command.gin_flags, body)
