@@ -14,8 +14,8 @@ LEAF_COMMANDS = [
     ['analyze', 'indicators'], ['analyze', 'similarity'], ['analyze', 'report'],
     ['analyze', 'activations'],
     ['bank', 'add'], ['bank', 'list'], ['bank', 'recommend'], ['data', 'prepare'],
-    ['project', 'train'], ['project', 'apply'], ['project', 'zero-shot'], ['plan'],
-    ['study'], ['demo'],
+    ['project', 'train'], ['project', 'apply'], ['project', 'zero-shot'], ['plan'], ['study'],
+    ['demo'],
 ]
 
 
