@@ -75,8 +75,8 @@ def test_train_eval_transfer_analyze_from_the_command_line(backbone, capsys):
   out = root / 'transfer.json'
   assert transfer_cli.main([
       'zero-shot', '--prompts', str(prompts), '--model', path, '--family', 'roberta',
-      '--config-overrides', '{"prompt_layout": "plain"}', '--inputs-length', '24',
-      '--targets-length', '1', '--out', str(out)]) == 0
+      '--config_overrides', '{"prompt_layout": "plain"}', '--inputs_length', '24',
+      '--targets_length', '1', '--out', str(out)]) == 0
   result = json.loads(out.read_text())
   row = result['tasks'].index(TASK)
   assert result['matrix'][row][result['sources'].index(TASK)] == pytest.approx(
