@@ -10,7 +10,7 @@ from prompt_transfer_jax import command
 LEAF_COMMANDS = [
     ['train'], ['eval'], ['export'],
     ['tasks', 'list'], ['tasks', 'show'], ['tasks', 'preview'],
-    ['transfer', 'zero-shot'], ['transfer', 'speedup'], ['transfer', 'study'],
+    ['transfer', 'zero-shot'], ['transfer', 'speedup'],
     ['analyze', 'indicators'], ['analyze', 'similarity'], ['analyze', 'report'],
     ['analyze', 'activations'],
     ['bank', 'add'], ['bank', 'list'], ['bank', 'recommend'], ['data', 'prepare'],

@@ -1,14 +1,13 @@
-"""`ptj transfer zero-shot | speedup | study`: cross-task transfer of prompts (paper section 3).
+"""`ptj transfer zero-shot | speedup`: cross-task transfer of prompts (paper section 3).
 
     ptj transfer zero-shot --prompts=PROMPT_DIR --model=CHECKPOINT --out=transfer.json
     ptj transfer speedup --baseline=RUN_DIR --transfer=TPT_RUN_DIR
-    ptj transfer study --out=study_out
 
 `zero-shot` scores every `NAME.npy` of PROMPT_DIR on every target task (default: the prompt
 names) and writes the matrix `ptj analyze indicators --transfer` reads. `speedup` compares a
 prompt-tuning run from the default initialization with one started from a source prompt
-(`ptj train ... --gin_file=prompts/from_file.gin --gin.PROMPT_FILE="'SOURCE.npy'"`).
-`study` runs the synthetic transfer study end to end. Errors and exit codes follow
+(`ptj train ... --gin_file=prompts/from_file.gin --gin.PROMPT_FILE="'SOURCE.npy'"`). The whole
+study is `ptj study` (`prompt_transfer_jax/study`). Errors and exit codes follow
 `prompt_transfer_jax.command` (2 bad input, 1 failure).
 """
 from __future__ import annotations
@@ -98,18 +97,6 @@ def _speedup(fv) -> int:
   return 0
 
 
-def _study(fv) -> int:
-  from prompt_transfer_jax.transfer import study
-  result = study.run_study(fv.out, _names(fv.tasks), fv.steps, fv.eval_period,
-                           fv.batch_size, fv.prompt_length, fv.model_size, fv.tpt,
-                           fv.baseline, fv.bootstrap)
-  print()
-  print(study.summary(result))
-  print(f'\ndone in {result["seconds"]:.0f} s; study.json, indicators.json and report/ in '
-        f'{fv.out}')
-  return 0
-
-
 def _zero_shot_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('prompts', None, 'directory of NAME.npy source prompts', flag_values=fv)
   flags.DEFINE_string('sources', None, 'comma-separated prompt names (default: all in --prompts)',
@@ -161,33 +148,11 @@ def _speedup_flags(fv: flags.FlagValues) -> None:
   command.require(fv, 'baseline', 'transfer')
 
 
-def _study_flags(fv: flags.FlagValues) -> None:
-  flags.DEFINE_string('out', None, 'output directory (finished runs are reused)', flag_values=fv)
-  flags.DEFINE_string('tasks', None, 'comma-separated synthetic tasks (default: all)',
-                      flag_values=fv)
-  flags.DEFINE_integer('steps', 300, 'prompt-tuning steps per task', lower_bound=1,
-                       flag_values=fv)
-  flags.DEFINE_integer('eval_period', 50, 'steps between evaluations', lower_bound=1,
-                       flag_values=fv)
-  flags.DEFINE_integer('batch_size', 32, 'training batch size', lower_bound=1, flag_values=fv)
-  flags.DEFINE_integer('prompt_length', 20, 'prompt tokens', lower_bound=1, flag_values=fv)
-  flags.DEFINE_enum('model_size', 'demo', ['demo', 'tiny'], 'frozen random T5 size',
-                    flag_values=fv)
-  flags.DEFINE_bool('tpt', False, 'also run transfer by initialization from each best other '
-                    'source', flag_values=fv)
-  flags.DEFINE_enum('baseline', 'uniform', ['uniform', 'zeros'], 'random-prompt baseline',
-                    flag_values=fv)
-  flags.DEFINE_integer('bootstrap', 2000, 'bootstrap resamples for the CIs', lower_bound=0,
-                       flag_values=fv)
-  command.require(fv, 'out')
-
-
 COMMANDS = (
     command.Command('zero-shot', 'score source prompts on target tasks (nothing trained)',
                     _zero_shot_flags, _zero_shot),
     command.Command('speedup', 'TPT speedups of a transfer run over a baseline run',
                     _speedup_flags, _speedup),
-    command.Command('study', 'the synthetic transfer study, end to end', _study_flags, _study),
 )
 
 

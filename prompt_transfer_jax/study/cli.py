@@ -5,7 +5,7 @@
       --gin.INITIAL_CHECKPOINT_PATH="'/ckpt/roberta-large'" --multiprocess
 
 Every stage whose artifact exists is skipped: run the same command again after an interruption.
-On a pod, run it on every host (process 0 writes). See `transfer/study.py` for the stages.
+On a pod, run it on every host (process 0 writes). See `study/stages.py` for the stages.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _study(fv) -> int:
   import gin
   import jax
   from prompt_transfer_jax.trainer.progress import format_seconds
-  from prompt_transfer_jax.transfer import study
+  from prompt_transfer_jax.study import stages as study
   try:
     config = runs.gin_call(study.study)
   except ValueError as e:   # a study config that cannot be built is bad input

@@ -397,7 +397,7 @@ def _cell(value, digits: int = 1) -> str:
 
 def tables(record: dict) -> dict[str, tuple[list, list]]:
   """The paper's tables of one backbone: name -> (header, rows), reproduction beside the paper."""
-  from prompt_transfer_jax.transfer.paper_values import paper_values
+  from prompt_transfer_jax.study.paper_values import paper_values
   paper = paper_values(record.get('paper'))
   names = record['tasks']
   key = lambda n: record.get('keys', {}).get(n, n)
@@ -499,7 +499,7 @@ def run_study(out: str, tasks: Optional[Sequence[str]] = None, steps: int = 300,
               eval_period: int = 50, batch_size: int = 32, prompt_length: int = 20,
               model_size: str = 'demo', tpt: bool = False, baseline: str = 'uniform',
               bootstrap: int = 2000, log: Optional[Callable[[str], None]] = None) -> dict:
-  """`ptj transfer study`: the synthetic study on one random T5 (`models/t5_synth_prompt.gin`),
+  """The synthetic study on one random T5 (`models/t5_synth_prompt.gin`),
   written straight into `out`; returns its `study.json` content (with `seconds`)."""
   from prompt_transfer_jax import tasks as tasks_lib
   if model_size not in MODEL_SIZES:

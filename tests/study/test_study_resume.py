@@ -12,7 +12,7 @@ import pytest
 
 from prompt_transfer_jax import tasks as tasks_lib
 from prompt_transfer_jax.trainer import runs
-from prompt_transfer_jax.transfer import study
+from prompt_transfer_jax.study import stages as study
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STUDIES = sorted(p.name for p in (REPO / 'gin_configs' / 'studies').glob('*.gin'))

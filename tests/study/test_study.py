@@ -1,4 +1,4 @@
-"""`ptj transfer study` end to end: three synthetic tasks, 90 steps each at batch 16 (the
+"""The synthetic study (`study.stages.run_study`) end to end: three synthetic tasks, 90 steps each at batch 16 (the
 demo backbone: a tiny T5 does not learn, and every score would be chance)."""
 import json
 
@@ -8,7 +8,7 @@ from scipy import stats
 
 from prompt_transfer_jax.analysis.activation_store import load_activations
 from prompt_transfer_jax.analysis.spearman import load_transfer_matrix
-from prompt_transfer_jax.transfer import cli, study
+from prompt_transfer_jax.study import stages as study
 
 TASKS = ['synth_sentiment_a', 'synth_sentiment_b', 'synth_paraphrase_a']
 
@@ -16,8 +16,7 @@ TASKS = ['synth_sentiment_a', 'synth_sentiment_b', 'synth_paraphrase_a']
 @pytest.fixture(scope='module')
 def out(tmp_path_factory):
   out = tmp_path_factory.mktemp('study')
-  assert cli.main(['study', '--out', str(out), '--tasks', ','.join(TASKS), '--steps', '90',
-                   '--eval_period', '45', '--batch_size', '16', '--bootstrap', '50']) == 0
+  study.run_study(str(out), TASKS, steps=90, eval_period=45, batch_size=16, bootstrap=50)
   return out
 
 
