@@ -177,7 +177,7 @@ def plan_step(model, batch_size: int, lengths, prompt_length: int, optimizer, lo
       param_shardings, batch_sharding)
   train = _stats(train_fn.lower(state, params, batch(batch_size)).compile())
   labels = jax.ShapeDtypeStruct(label_targets.shape, jnp.int32)
-  eval_fn = jax.jit(lambda p, q, b, t: backbone.score_labels(p, q, b, t),
+  eval_fn = jax.jit(partitioning.constrain_activations(backbone.score_labels, mesh),
                     in_shardings=(param_shardings, replicated, batch_sharding, replicated),
                     out_shardings=replicated, compiler_options=step_lib.compiler_options(mesh))
   evaluate = _stats(eval_fn.lower(params, prompt, batch(eval_batch_size), labels).compile())
