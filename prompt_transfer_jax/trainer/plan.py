@@ -35,13 +35,16 @@ GIB = 2**30
 # LLVM optimisation is off: the memory and FLOP numbers are the same (checked on a small model),
 # and compiling T5 1.1 XXL takes minutes less. XLA:CPU expands away the optimization barriers
 # that keep `jax.checkpoint`'s recomputation apart from the forward pass before it runs common
-# subexpression elimination, which then merges the two: remat silently becomes no remat (T5 1.1
-# XXL with full remat: ~0.7 GiB more per layer). TPU and GPU keep the barriers; the plan turns
-# CSE off so what it compiles is the remat the accelerator runs. Process-wide debug options
-# (per-jit compiler options are ignored for these), hence XLA_FLAGS.
+# subexpression elimination, which then merges the two: remat silently becomes no remat. TPU and
+# GPU keep the barriers; the plan turns CSE off so what it compiles is the remat the accelerator
+# runs. XLA:CPU's all-reduce combiner merges independent all-reduces into one whatever their
+# size: in the backward pass, the model-axis all-reduces of every decoder layer's cross-attention
+# input gradient (two float32 [B, P+L, E] per layer) became one, all live together (T5 1.1 XXL:
+# 7 GiB per device); the plan keeps them separate, as a memory-aware compiler schedules them.
+# Process-wide debug options (per-jit compiler options are ignored for these), hence XLA_FLAGS.
 CPU_PLAN_FLAGS = ('--xla_cpu_enable_concurrency_optimized_scheduler=false '
                   '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true '
-                  '--xla_disable_hlo_passes=cse')
+                  '--xla_disable_hlo_passes=cse,cpu-all-reduce-combiner')
 
 
 
