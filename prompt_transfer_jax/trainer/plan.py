@@ -37,11 +37,11 @@ GIB = 2**30
 # that keep `jax.checkpoint`'s recomputation apart from the forward pass before it runs common
 # subexpression elimination, which then merges the two: remat silently becomes no remat. TPU and
 # GPU keep the barriers; the plan turns CSE off so what it compiles is the remat the accelerator
-# runs. XLA:CPU's all-reduce combiner merges independent all-reduces into one whatever their
-# size: in the backward pass, the model-axis all-reduces of every decoder layer's cross-attention
-# input gradient (two float32 [B, P+L, E] per layer) became one, all live together (the T5 1.1
-# XXL PT plan: 29.5 GiB per device, 11.8 without); the plan keeps them separate, as a
-# memory-aware compiler schedules them.
+# runs. XLA:CPU's all-reduce combiner merges independent all-reduces into one: in the backward
+# pass, the model-axis all-reduces of every decoder layer's cross-attention input gradient (two
+# float32 [B, P+L, E] per layer) became one, all live together (the T5 1.1 XXL PT plan: 29.5 GiB
+# per device, 11.8 without); the plan keeps them separate, as a memory-aware compiler schedules
+# them.
 # Process-wide debug options (per-jit compiler options are ignored for these), hence XLA_FLAGS.
 CPU_PLAN_FLAGS = ('--xla_cpu_enable_concurrency_optimized_scheduler=false '
                   '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true '
