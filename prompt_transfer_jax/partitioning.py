@@ -7,6 +7,7 @@ many.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -57,6 +58,24 @@ def logical_shardings(boxed_tree, mesh: Mesh, rules: LogicalRules):
   """NamedShardings for a tree of `nn.LogicallyPartitioned` leaves (e.g. from `eval_shape`)."""
   specs = nn.get_partition_spec(boxed_tree)
   return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+
+def constrain_activations(fn: Callable, mesh: Mesh, rules: Optional[LogicalRules] = None) -> Callable:
+  """`fn` traced under `mesh` and the logical-axis `rules` (default: the standard ones).
+
+  The models' `nn.with_logical_constraint` calls are no-ops without both (flax needs the rules
+  and a mesh in context): XLA would then choose the activations' layouts itself, e.g. replicate
+  the attention logits instead of splitting heads over 'model' and the batch over 'data'. T5X
+  lowers its steps under the same context. Use on the function passed to `jax.jit`.
+  """
+  rules = standard_logical_axis_rules() if rules is None else rules
+
+  @functools.wraps(fn)
+  def constrained(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), nn.logical_axis_rules(rules):
+      return fn(*args, **kwargs)
+
+  return constrained
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:

@@ -156,9 +156,10 @@ def state_shardings(state: TrainState, mesh: Mesh):
 
 def jit_train_step(step: Callable, state: TrainState, mesh: Mesh, param_shardings,
                    batch_sharding: NamedSharding) -> Callable:
-  """Jits `step` with explicit in/out shardings; the state buffer is donated."""
+  """Jits `step` with explicit in/out shardings, activations constrained by the logical-axis rules
+  (`partitioning.constrain_activations`); the state buffer is donated."""
   state_sh = state_shardings(state, mesh)
   replicated = partitioning.replicated(mesh)
-  return jax.jit(step, in_shardings=(state_sh, param_shardings, batch_sharding),
+  return jax.jit(partitioning.constrain_activations(step, mesh), in_shardings=(state_sh, param_shardings, batch_sharding),
                  out_shardings=(state_sh, replicated), donate_argnums=(0,),
                  compiler_options=compiler_options(mesh))
