@@ -1,6 +1,6 @@
 """Local-file and synthetic sources: formats, label mapping, splits, one-line errors."""
-import importlib.util
 import json
+import sys
 
 import pytest
 import seqio
@@ -31,9 +31,8 @@ def test_heldout_splits_partition_train(local_data, tasks):
   assert sources.TFDS_SPECS['mnli'].splits()['validation'] == 'validation_matched'
 
 
-def test_missing_local_file_is_a_one_line_error_naming_it(tasks, tmp_path):
-  if importlib.util.find_spec('datasets') is not None:
-    pytest.skip('`datasets` is installed: a missing file falls back to the Hugging Face hub')
+def test_missing_local_file_is_a_one_line_error_naming_it(tasks, tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'datasets', None)   # without the Hugging Face fallback
   settings.configure(data_dir=str(tmp_path))
   try:
     with pytest.raises(sources.DataFileError) as e:
