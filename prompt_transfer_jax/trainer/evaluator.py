@@ -225,11 +225,10 @@ def evaluate(model=gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
           TASK_FEATURE_LENGTHS=task_feature_lengths, PROMPT_FILE=prompt_file)
   prompt = prompt_init.load_checked(prompt_file, int(prompt_length), model.embed_dim)
   names = list(eval_tasks or data_lib.task_names_of(mixture_or_task_name))
-  mesh = partitioning.make_mesh(model_parallel)
-  shardings = model.shardings(mesh)
+  mesh, shardings, params = model.on_mesh(model_parallel)
   evaluator = Evaluator(model, names, task_feature_lengths, batch_size, mesh, shardings,
                         split=split, max_examples=max_examples)
-  result = evaluator.evaluate(model.placed(shardings), place(prompt, partitioning.replicated(mesh)))
+  result = evaluator.evaluate(params, place(prompt, partitioning.replicated(mesh)))
   result.update(prompt_file=prompt_file, split=split,
                 num_examples={t.info.name: len(t.eval_set) for t in evaluator.tasks})
   if output_file and jax.process_index() == 0:

@@ -22,10 +22,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from prompt_transfer_jax import partitioning
 from prompt_transfer_jax.files import write_json
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
-from prompt_transfer_jax.partitioning import place
 
 BASELINES = ('uniform', 'zeros')
 
@@ -130,12 +128,10 @@ def zero_shot_matrix(model, prompts, sources: Sequence[str], targets: Sequence[s
                      f'{prompt_chunk}')
   start = time.perf_counter()
   lengths = dict(lengths or default_lengths(targets))
-  mesh = partitioning.make_mesh(model_parallel)
-  shardings = model.shardings(mesh)
+  mesh, shardings, params = model.on_mesh(model_parallel)
   evaluator = evaluator_lib.Evaluator(model, targets, lengths, batch_size, mesh, shardings,
                                       split=split, max_examples=max_examples,
                                       prompt_chunk=min(prompt_chunk, len(prompts) + bool(baseline)))
-  params = place(model.params, shardings)
   everything = prompts
   if baseline:
     base = baseline_prompt(baseline, prompts.shape[1], prompts.shape[2], baseline_seed)
