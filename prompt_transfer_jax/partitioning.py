@@ -101,15 +101,7 @@ def host(x) -> np.ndarray:
 
 
 class PlacedParams(NamedTuple):
+  """The start of every run on a mesh (`FrozenModel.on_mesh`)."""
   mesh: Mesh
   shardings: Any     # tree of NamedSharding, like the parameters
   params: Any        # the parameters as global arrays
-
-
-def place_params(params, shardings_of: Callable[[Mesh], Any], model_parallel: int = 1,
-                 devices: Optional[Sequence[jax.Device]] = None) -> PlacedParams:
-  """The mesh, the parameters' shardings on it (`shardings_of(mesh)`, e.g. a frozen model's
-  `shardings`) and the parameters placed with them: the start of every run on a mesh."""
-  mesh = make_mesh(model_parallel, devices)
-  shardings = shardings_of(mesh)
-  return PlacedParams(mesh, shardings, place(params, shardings))

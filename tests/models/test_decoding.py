@@ -1,8 +1,5 @@
 """Incremental decoding: the cache gives full recomputation's tokens; beam search is T5X's."""
 import itertools
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -13,6 +10,7 @@ import pytest
 from prompt_transfer_jax.config import t5_preset
 from prompt_transfer_jax.models import decoding, t5
 from prompt_transfer_jax.models.t5_backbone import T5Backbone
+from tests.fake_devices import run_script
 
 VOCAB = 64
 PRESETS = {
@@ -172,8 +170,6 @@ def test_generic_beam_one_and_sampling_follow_greedy():
 
 
 _MESH_SCRIPT = textwrap.dedent('''
-    import os
-    os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
     import jax, numpy as np
     from flax import linen as nn
     from prompt_transfer_jax import partitioning
@@ -205,8 +201,4 @@ _MESH_SCRIPT = textwrap.dedent('''
 
 
 def test_cached_decoding_on_a_2x4_mesh_equals_one_device():
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  proc = subprocess.run([sys.executable, '-c', _MESH_SCRIPT], capture_output=True, text=True,
-                        env=env, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.count('OK') == 2
+  assert run_script(_MESH_SCRIPT).count('OK') == 2

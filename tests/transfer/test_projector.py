@@ -1,8 +1,6 @@
 """The projector equals the paper's formula in numpy; it shards like the model; its files."""
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -10,8 +8,7 @@ import numpy as np
 import pytest
 
 from prompt_transfer_jax.transfer import projector as projector_lib
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.fake_devices import run_script
 
 
 def numpy_projector(params, x, activation, layer_norm):
@@ -153,8 +150,4 @@ PARTITIONED = textwrap.dedent('''
 
 def test_partitioned_projector_equals_unpartitioned():
   """A 2x4 fake-device mesh (own process: the device count is fixed at JAX start-up)."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO,
-             XLA_FLAGS='--xla_force_host_platform_device_count=8')
-  proc = subprocess.run([sys.executable, '-c', PARTITIONED], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0 and proc.stdout.strip().endswith('OK'), proc.stderr[-2000:]
+  assert run_script(PARTITIONED).strip().endswith('OK')
