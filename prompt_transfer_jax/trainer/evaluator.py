@@ -123,9 +123,10 @@ class Evaluator:
 
   def _compiled(self, key, make, extra: int):
     if key not in self._fns:
-      self._fns[key] = jax.jit(make(), in_shardings=(self._param_shardings, self._replicated,
-                                                     self._data_sharding)
-                               + (self._replicated,) * extra, out_shardings=self._replicated)
+      self._fns[key] = jax.jit(partitioning.constrain_activations(make(), self.mesh),
+                               in_shardings=(self._param_shardings, self._replicated,
+                                             self._data_sharding) + (self._replicated,) * extra,
+                               out_shardings=self._replicated)
     return self._fns[key]
 
   def _task_fn(self, t: TaskEval):

@@ -1,6 +1,7 @@
 """Evaluation: rank / first-token classification and cached decoding against direct references."""
 import contextlib
 import dataclasses
+import textwrap
 
 import gin
 
@@ -15,6 +16,7 @@ from prompt_transfer_jax.models import t5 as t5_lib
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
 from prompt_transfer_jax.trainer import frozen_model
 from prompt_transfer_jax.partitioning import place
+from tests.fake_devices import run_script
 
 LENGTHS = {'inputs': 16, 'targets': 3}
 OVERRIDES = {'vocab_size': tasks.SYNTH_VOCAB_SIZE, 'emb_dim': 32, 'num_heads': 2, 'head_dim': 16,
@@ -203,3 +205,44 @@ def test_a_backbone_that_cannot_generate_is_refused(setup, monkeypatch):
     with pytest.raises(ValueError, match="'ptj_test_no_generation' needs generation.*"
                                          'ClassifierOnly.*no greedy_decode'):
       evaluator_lib.Evaluator(frozen, [name], LENGTHS, 4, mesh, shardings)
+
+
+
+_MESH_SCRIPT = textwrap.dedent('''
+    import jax, numpy as np
+    from prompt_transfer_jax import partitioning, tasks
+    from prompt_transfer_jax.trainer import data as data_lib, evaluator as evaluator_lib
+    from prompt_transfer_jax.trainer import frozen_model
+    overrides = dict(vocab_size=tasks.SYNTH_VOCAB_SIZE, emb_dim=32, num_heads=2, head_dim=16,
+                     mlp_dim=64, dropout_rate=0.0)
+    model = frozen_model.t5_model(preset='t5_demo', config_overrides=overrides)
+    prompts = np.random.default_rng(0).normal(size=(2, 4, 32)).astype(np.float32)
+    scores = []
+    for mp in (1, 2):
+      mesh, shardings, params = model.on_mesh(mp)
+      ev = evaluator_lib.Evaluator(model, ['synth_nli_a'], {'inputs': 16, 'targets': 3}, 8,
+                                   mesh, shardings, max_examples=16)
+      t = ev.tasks[0]
+      fn, extra = ev._task_fn(t)
+      batch = next(iter(data_lib.padded_batches(t.eval_set.features, 8)))
+      batch.pop('example_mask')
+      placed = partitioning.place(prompts, partitioning.replicated(mesh))
+      text = fn.lower(params, placed, batch, *extra).as_text()
+      heads = [l for l in text.splitlines()
+               if 'sharding_constraint' in l and '{?}, {"data"}, {}, {"model"}, {}]' in l]
+      print('CONSTRAINED', mp, len(heads))
+      scores.append(ev.outputs(t, params, placed))
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-5)
+    print('OK')
+''')
+
+
+def test_evaluator_constrains_activations_on_a_mesh():
+  """Like the train step, the evaluator's compiled calls lower under the mesh and the logical
+  rules (prompts vmapped: examples over 'data', attention heads over 'model'), and a 4x2 mesh
+  scores like one device. (One-device meshes cannot show it: JAX's vmap rule leaves a
+  replicated constraint unbatched.)"""
+  out = run_script(_MESH_SCRIPT)
+  assert 'OK' in out, out
+  counts = dict(line.split()[1:] for line in out.splitlines() if line.startswith('CONSTRAINED'))
+  assert int(counts['2']) > 0, out
