@@ -146,8 +146,11 @@ def jit_distance_step(step: Callable, state: ProjectorState, mesh) -> Callable:
 
 
 def jit_task_step(step: Callable, state: ProjectorState, mesh, param_shardings) -> Callable:
+  """The task-tuning step on the mesh; the frozen target's activations follow the logical
+  rules as in the train step."""
   sh, rep = state_shardings(state), partitioning.replicated(mesh)
-  return jax.jit(step, in_shardings=(sh, param_shardings, rep, partitioning.data_sharding(mesh)),
+  return jax.jit(partitioning.constrain_activations(step, mesh),
+                 in_shardings=(sh, param_shardings, rep, partitioning.data_sharding(mesh)),
                  out_shardings=(sh, rep), donate_argnums=(0,),
                  compiler_options=step_lib.compiler_options(mesh))
 
