@@ -63,6 +63,14 @@ def eval_options(scoring: str = 'rank', decoding: str = 'greedy', beam_size: int
   return EvalOptions(scoring, decoding, int(beam_size), float(alpha))
 
 
+def check_token_ids(frozen, task_name: str, label_targets: Optional[np.ndarray] = None) -> None:
+  """The pad, decoder start (models that generate), EOS and label ids and the vocabulary of task
+  `task_name` fit the embedding table of `frozen` (`tasks.token_ids.check_fits`)."""
+  from prompt_transfer_jax.tasks import token_ids
+  token_ids.check_fits(task_name, int(frozen.config.vocab_size), int(frozen.pad_id),
+                       0 if frozen.can_generate else None, label_targets)
+
+
 @dataclasses.dataclass
 class TaskEval:
   info: Any                 # tasks.TaskInfo
@@ -108,6 +116,7 @@ class Evaluator:
                          f'(no {generate})')
       label_targets = (tasks.label_targets(name, self.lengths['targets'])
                        if info.is_classification else None)
+      check_token_ids(frozen, name, label_targets)
       backbone = frozen.for_task(label_targets)
       seqio_task = data_lib.provider(name)
       vocab = seqio_task.output_features['targets'].vocabulary

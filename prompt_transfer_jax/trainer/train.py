@@ -176,6 +176,8 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
   tx = step_lib.make_optimizer() if optimizer is None else optimizer
   train_task_names = data_lib.task_names_of(mixture_or_task_name)
   eval_task_names = list(eval_tasks or train_task_names)
+  for name in dict.fromkeys(train_task_names + eval_task_names):
+    evaluator_lib.check_token_ids(model, name)
   data_lib.local_batch_size(batch_size, jax.process_count())
 
   created = not os.path.exists(model_dir)
