@@ -8,7 +8,9 @@ training time). The frozen model is not saved: it is reloaded from its own check
 `MODEL_DIR/checksums/checkpoint_<step>.json` holds the SHA-256 of every file of that step,
 written once the asynchronous save has committed. A step whose files no longer match is corrupt:
 it is reported, moved to `MODEL_DIR/corrupt/` (never deleted) and the newest intact step is
-used instead; rotation (`keep`) never removes the newest intact step.
+used instead; rotation (`keep`) never removes the newest intact step. With several processes,
+process 0 alone verifies and moves steps; the others wait for its answer, so every process
+restores the same step (`decided_on_process_0`).
 
 `MODEL_DIR/numpy_checkpoints/checkpoint_<step>/encoder.prompt.prompt.prompt` holds the prompt
 alone as NPY, the google-research/prompt-tuning layout (file name without `.npy`), with its

@@ -11,8 +11,9 @@ the bad step.
 Safety: process 0 holds `run_lock.RunLock(MODEL_DIR)` for the whole run (a second run on the same
 directory is refused); the resume guard compares the operative config with the saved one before
 config.gin is (re)written; SIGINT / SIGTERM during training save a checkpoint at the current step
-and stop (`Interrupted`, exit 128 + signal); a failure deletes MODEL_DIR only if this run created
-it and it holds no committed work (`checkpointing.work_in`).
+and stop (`Interrupted`, exit 128 + signal), on several processes all at the same step although
+the signal reached one (`_StopSignals`); a failure deletes MODEL_DIR only if this run created it
+and it holds no committed work (`checkpointing.work_in`).
 """
 from __future__ import annotations
 
