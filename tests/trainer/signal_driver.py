@@ -1,11 +1,12 @@
-"""`ptj` for the multi-process preemption tests: training batches drawn slowly, and a signal sent
-to this process while it draws the batch of a given step.
+"""`ptj` for the multi-process preemption tests: a signal sent to this process while it draws the
+batch of a given step, and the batches from there on drawn slowly.
 
-    PTJ_TEST_BATCH_SLEEP=0.05 PTJ_TEST_SIGNAL=SIGTERM PTJ_TEST_SIGNAL_AT=4 \
+    PTJ_TEST_SIGNAL=SIGTERM PTJ_TEST_SIGNAL_AT=4 PTJ_TEST_BATCH_SLEEP=0.25 \
       python -m tests.trainer.signal_driver train ...
 
-A signal reaches one process only when its environment names it; the sleep leaves JAX's
-preemption service (which polls for the notice) time to agree on a step well before the end.
+Only the process whose environment names a signal gets it; the sleep (the other processes keep
+step with it) leaves JAX's preemption service, which polls for the notice, time to agree on a
+step well before the end.
 """
 import os
 import signal
@@ -21,7 +22,8 @@ def _slow_batches(real, sleep: float, signum, at: int):
     for i, batch in enumerate(real(*args, start_batch=start_batch, **kwargs), start_batch + 1):
       if signum is not None and i == at:
         os.kill(os.getpid(), signum)
-      time.sleep(sleep)
+      if signum is not None and i >= at:
+        time.sleep(sleep)
       yield batch
   return batches
 

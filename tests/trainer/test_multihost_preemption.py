@@ -16,7 +16,6 @@ from tests.trainer.test_checkpoint_integrity import _flip, _largest_file
 from tests.trainer.test_multihost import _free_port
 
 STEPS, CHECKPOINT_PERIOD, SIGNAL_AT = 20, 8, 9
-SLOW = {'PTJ_TEST_BATCH_SLEEP': '0.1'}   # > 1 s after the signal: time for the preemption notice
 
 
 def _two_processes(model_dir, envs=({}, {})):
@@ -51,8 +50,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   _ok(_two_processes(reference))
   ref_prompt, ref_history = final_prompt(reference, STEPS), _history(reference)
 
-  hit = dict(SLOW, PTJ_TEST_SIGNAL='SIGTERM', PTJ_TEST_SIGNAL_AT=str(SIGNAL_AT))
-  (rc0, err0), (rc1, err1) = _two_processes(model_dir, (SLOW, hit))
+  # 0.25 s per step from the signal on: 2.75 s to the end; JAX polls for the notice every 1 s.
+  hit = {'PTJ_TEST_SIGNAL': 'SIGTERM', 'PTJ_TEST_SIGNAL_AT': str(SIGNAL_AT),
+         'PTJ_TEST_BATCH_SLEEP': '0.25'}
+  (rc0, err0), (rc1, err1) = _two_processes(model_dir, ({}, hit))
   assert rc0 == rc1 == 143, (err0[-2000:], err1[-2000:])   # process 0 learnt of it from JAX
   steps = [re.search(r'ptj train: interrupted by SIGTERM at step (\d+); saved checkpoint_\1;', err)
            for err in (err0, err1)]
