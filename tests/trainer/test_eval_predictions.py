@@ -9,7 +9,8 @@ import pytest
 from prompt_transfer_jax import tasks
 from prompt_transfer_jax.trainer import cli
 from tests.trainer.conftest import TINY_MODEL
-from tests.trainer.test_evaluator import LENGTHS, _greedy_reference, _qa_task, _texts, setup  # noqa: F401
+from tests.trainer.test_evaluator import LENGTHS, _greedy_reference, _qa_task, _texts
+from tests.trainer.test_evaluator import setup  # noqa: F401  (the fixture)
 
 
 def _eval_args(prompt_file, task, predictions_dir, *extra):

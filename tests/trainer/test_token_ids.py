@@ -53,7 +53,8 @@ def test_eval_refuses_it_too(tmp_path, capsys):
 @pytest.mark.parametrize('kwargs, named', [
     (dict(pad_id=300), 'pad id 300'),
     (dict(pad_id=0, decoder_start_id=-1), 'decoder start id -1'),
-    (dict(pad_id=0, decoder_start_id=0, label_targets=np.array([[3, 1], [300, 0]])), 'label id 300'),
+    (dict(pad_id=0, decoder_start_id=0, label_targets=np.array([[3, 1], [300, 0]])),
+     'label id 300'),
 ])
 def test_each_id_is_named(kwargs, named):
   with pytest.raises(ValueError) as e:
