@@ -8,7 +8,9 @@ training time). The frozen model is not saved: it is reloaded from its own check
 `MODEL_DIR/checksums/checkpoint_<step>.json` holds the SHA-256 of every file of that step,
 written once the asynchronous save has committed. A step whose files no longer match is corrupt:
 it is reported, moved to `MODEL_DIR/corrupt/` (never deleted) and the newest intact step is
-used instead; rotation (`keep`) never removes the newest intact step.
+used instead; rotation (`keep`) never removes the newest intact step. With several processes,
+process 0 alone verifies and moves steps; the others wait for its answer, so every process
+restores the same step (`decided_on_process_0`).
 
 `MODEL_DIR/numpy_checkpoints/checkpoint_<step>/encoder.prompt.prompt.prompt` holds the prompt
 alone as NPY, the google-research/prompt-tuning layout (file name without `.npy`), with its
@@ -23,7 +25,7 @@ import os
 import re
 import shutil
 import time
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -112,6 +114,21 @@ def newest_usable_step(model_dir: str, steps: Optional[Iterable[int]] = None
       return step, problems
     problems.append(problem)
   return None, problems
+
+
+def decided_on_process_0(decide: Callable[[], Optional[int]]) -> Optional[int]:
+  """`decide()` run on process 0 only, its answer (a step or None) on every process.
+
+  Several processes share MODEL_DIR: were each to verify the steps itself while process 0 moves
+  a corrupt one away, they could disagree on the step to restore. The broadcast is also the
+  sync point the others wait at until process 0 is done.
+  """
+  if jax.process_count() == 1:
+    return decide()
+  from jax.experimental import multihost_utils
+  step = decide() if jax.process_index() == 0 else None
+  step = int(multihost_utils.broadcast_one_to_all(np.int32(-1 if step is None else step)))
+  return None if step < 0 else step
 
 
 def steps_to_remove(steps: Sequence[int], intact: Iterable[int], keep: int) -> list[int]:
@@ -212,20 +229,23 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(os.path.abspath(model_dir), options=options)
 
   def latest_step(self) -> Optional[int]:
-    """The newest usable step; newer corrupt steps are reported and moved to MODEL_DIR/corrupt/."""
+    """The newest usable step; newer corrupt steps are reported and moved to MODEL_DIR/corrupt/
+    (by process 0, while the others wait for its answer: every process restores the same step).
+    """
     self._finalize()
-    step, problems = newest_usable_step(self.model_dir, self._manager.all_steps())
-    if problems:                 # every process sees the same files, so all of them get here
-      if jax.process_index() == 0:
-        for problem in problems:
-          logging.warning('corrupt checkpoint skipped: %s', problem)
-        for bad in [s for s in self._manager.all_steps() if step is None or s > step]:
-          quarantine(self.model_dir, bad)
-      if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices('ptj: corrupt checkpoints moved')
+
+    def decide() -> Optional[int]:
+      step, problems = newest_usable_step(self.model_dir, self._manager.all_steps())
+      for problem in problems:
+        logging.warning('corrupt checkpoint skipped: %s', problem)
+      for bad in [s for s in self._manager.all_steps() if problems and (step is None or s > step)]:
+        quarantine(self.model_dir, bad)
+      self.problems += problems
+      return step
+
+    step = decided_on_process_0(decide)
+    if self.problems or jax.process_count() > 1:
       self._manager.reload()
-    self.problems += problems
     return step
 
   def save(self, step: int, state: dict, meta: dict) -> None:

@@ -64,7 +64,13 @@ def train_main(argv: Sequence[str]) -> int:
 
 
 def eval_main(argv: Sequence[str]) -> int:
-  """`ptj eval`: evaluate a prompt file on a task (or mixture) with its metric; prints JSON."""
+  """`ptj eval`: evaluate a prompt file on a task (or mixture) with its metric; prints JSON.
+
+  --gin.EVAL_OUTPUT_FILE="'eval.json'" also writes the result; --gin.EVAL_PREDICTIONS_DIR="'DIR'"
+  writes DIR/<task>.jsonl per task, one row per example: input, target, prediction, gold
+  (classification: the chosen label and every label word's score; generation: the decoded and
+  the postprocessed text).
+  """
 
   def body(fv):
     runs.setup_flags(fv)

@@ -19,6 +19,8 @@ through the task's postprocessor and metric. A backbone that cannot generate (no
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
 from typing import Any, Mapping, Optional, Sequence
 
@@ -27,7 +29,7 @@ import jax
 import numpy as np
 
 from prompt_transfer_jax import partitioning
-from prompt_transfer_jax.files import write_json
+from prompt_transfer_jax.files import atomic_write, write_json
 from prompt_transfer_jax.trainer import data as data_lib
 from prompt_transfer_jax.trainer.gin_utils import require
 from prompt_transfer_jax.partitioning import host, place
@@ -59,6 +61,14 @@ def eval_options(scoring: str = 'rank', decoding: str = 'greedy', beam_size: int
                  alpha: float = 0.6) -> EvalOptions:
   """The evaluation options bound in gin (`ptj.eval_options.scoring = 'first_token'`, ...)."""
   return EvalOptions(scoring, decoding, int(beam_size), float(alpha))
+
+
+def check_token_ids(frozen, task_name: str, label_targets: Optional[np.ndarray] = None) -> None:
+  """The pad, decoder start (models that generate), EOS and label ids and the vocabulary of task
+  `task_name` fit the embedding table of `frozen` (`tasks.token_ids.check_fits`)."""
+  from prompt_transfer_jax.tasks import token_ids
+  token_ids.check_fits(task_name, int(frozen.config.vocab_size), int(frozen.pad_id),
+                       0 if frozen.can_generate else None, label_targets)
 
 
 @dataclasses.dataclass
@@ -106,6 +116,7 @@ class Evaluator:
                          f'(no {generate})')
       label_targets = (tasks.label_targets(name, self.lengths['targets'])
                        if info.is_classification else None)
+      check_token_ids(frozen, name, label_targets)
       backbone = frozen.for_task(label_targets)
       seqio_task = data_lib.provider(name)
       vocab = seqio_task.output_features['targets'].vocabulary
@@ -178,19 +189,53 @@ class Evaluator:
       out.append(postprocess(text, example=ex, is_target=False) if postprocess else text)
     return out
 
-  def task_results(self, t: TaskEval, params, prompts) -> list[dict]:
-    """Every metric of task `t` for each of the N prompts `[N, P, E]`."""
+  def prediction_records(self, t: TaskEval, outputs: np.ndarray) -> list[dict]:
+    """One prompt's outputs as JSON rows, one per example: `input` and `target` text,
+    `prediction` (the label word, or the decoded text) and `gold` as the metric compares them;
+    classification adds the chosen `label` index and `scores` of every label word, generation the
+    postprocessed prediction (`scored`) the metric saw."""
+    predicted = self.predictions(t, outputs)
+    rows = []
+    for i, ex in enumerate(t.eval_set.examples):
+      row = {'index': i, 'input': self._text(t, ex, 'inputs'),
+             'target': self._text(t, ex, 'targets')}
+      if t.info.is_classification:
+        words = list(t.info.label_words)
+        row.update(prediction=words[predicted[i]], label=predicted[i],
+                   gold=_jsonable(t.eval_set.golds[i]),
+                   scores={w: float(s) for w, s in zip(words, outputs[i])})
+      else:
+        row.update(prediction=t.vocabulary.decode([int(j) for j in outputs[i]]),
+                   scored=_jsonable(predicted[i]), gold=_jsonable(t.eval_set.golds[i]))
+      rows.append(row)
+    return rows
+
+  @staticmethod
+  def _text(t: TaskEval, example: Mapping, feature: str) -> str:
+    """The example's `<feature>_pretokenized` text, else its token ids decoded."""
+    text = example.get(f'{feature}_pretokenized')
+    if text is None:
+      text = t.vocabulary.decode([int(i) for i in np.asarray(example[feature]).ravel()])
+    return text.decode('utf-8') if isinstance(text, bytes) else str(text)
+
+  def task_results(self, t: TaskEval, params, prompts,
+                   outputs: Optional[np.ndarray] = None) -> list[dict]:
+    """Every metric of task `t` for each of the N prompts `[N, P, E]` (from their `outputs`
+    when already computed)."""
     from prompt_transfer_jax.tasks import metrics
     metric_fn = metrics.metric_fn_for(t.info)
-    return [metric_fn(t.eval_set.golds, self.predictions(t, out))
-            for out in self.outputs(t, params, prompts)]
+    if outputs is None:
+      outputs = self.outputs(t, params, prompts)
+    return [metric_fn(t.eval_set.golds, self.predictions(t, out)) for out in outputs]
 
-  def evaluate_many(self, params, prompts) -> list[dict]:
-    """For each prompt of `[N, P, E]`: {'score': mean primary metric over tasks, 'metric',
-    'tasks': {task: {metric: value}}, 'seconds'} (seconds of the whole call)."""
+  def _evaluate(self, params, prompts) -> tuple[list[dict], dict]:
+    """(`evaluate_many`'s results, {task: outputs `[N, examples, ...]`})."""
     start = time.perf_counter()
     prompts = _host_array(prompts)
-    per_task = {t.info.name: self.task_results(t, params, prompts) for t in self.tasks}
+    per_task, outputs = {}, {}
+    for t in self.tasks:
+      outputs[t.info.name] = self.outputs(t, params, prompts)
+      per_task[t.info.name] = self.task_results(t, params, prompts, outputs[t.info.name])
     seconds = time.perf_counter() - start
     out = []
     for i in range(prompts.shape[0]):
@@ -198,11 +243,42 @@ class Evaluator:
       score = float(np.mean([results[t.info.name][t.info.metric] for t in self.tasks]))
       out.append({'score': score, 'metric': self.metric_name, 'tasks': results,
                   'seconds': seconds})
-    return out
+    return out, outputs
+
+  def evaluate_many(self, params, prompts) -> list[dict]:
+    """For each prompt of `[N, P, E]`: {'score': mean primary metric over tasks, 'metric',
+    'tasks': {task: {metric: value}}, 'seconds'} (seconds of the whole call)."""
+    return self._evaluate(params, prompts)[0]
 
   def evaluate(self, params, prompt) -> dict:
     """`evaluate_many` for one prompt `[P, E]`."""
     return self.evaluate_many(params, _host_array(prompt)[None])[0]
+
+  def evaluate_with_predictions(self, params, prompt) -> tuple[dict, dict[str, list[dict]]]:
+    """`evaluate` plus {task: `prediction_records`} from the same decoding / scoring pass."""
+    results, kept = self._evaluate(params, _host_array(prompt)[None])
+    return results[0], {t.info.name: self.prediction_records(t, kept[t.info.name][0])
+                        for t in self.tasks}
+
+
+def _jsonable(value):
+  """A gold / prediction value (numpy scalars, bytes, tuples) as plain JSON types."""
+  if isinstance(value, (list, tuple, np.ndarray)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, bytes):
+    return value.decode('utf-8')
+  return value
+
+
+def write_predictions(paths: Mapping[str, str], records: Mapping[str, Sequence[dict]]) -> None:
+  """Writes each task's records to `paths[task]` as JSON lines (one row per example), each file
+  all or nothing."""
+  for task, rows in records.items():
+    with atomic_write(paths[task]) as f:
+      for row in rows:
+        f.write(json.dumps(row, allow_nan=False) + '\n')
 
 
 def _host_array(x) -> np.ndarray:
@@ -216,20 +292,32 @@ def evaluate(model=gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
              prompt_file: str = gin.REQUIRED, prompt_length: int = 100, batch_size: int = 32,
              split: str = 'validation', max_examples: Optional[int] = None,
              eval_tasks: Optional[Sequence[str]] = None, model_parallel: int = 1,
-             output_file: Optional[str] = None) -> dict:
+             output_file: Optional[str] = None, predictions_dir: Optional[str] = None) -> dict:
   """Evaluates the prompt in `prompt_file` (`[PROMPT_LENGTH, E]` .npy) on a task or mixture.
 
-  Returns (and, with `output_file`, writes as JSON) `{'score', 'metric', 'tasks', ...}`.
+  Returns (and, with `output_file`, writes as JSON) `{'score', 'metric', 'tasks', ...}`. With
+  `predictions_dir`, also writes `<predictions_dir>/<task>.jsonl` for every task: one row per
+  example (`prediction_records`), and names the files under `predictions` in the result.
   """
   from prompt_transfer_jax.trainer import prompt_init
   require(MODEL=model, MIXTURE_OR_TASK_NAME=mixture_or_task_name,
           TASK_FEATURE_LENGTHS=task_feature_lengths, PROMPT_FILE=prompt_file)
+  if predictions_dir and os.path.exists(predictions_dir) and not os.path.isdir(predictions_dir):
+    raise ValueError(f'EVAL_PREDICTIONS_DIR {predictions_dir} exists and is not a directory')
   prompt = prompt_init.load_checked(prompt_file, int(prompt_length), model.embed_dim)
   names = list(eval_tasks or data_lib.task_names_of(mixture_or_task_name))
   mesh, shardings, params = model.on_mesh(model_parallel)
   evaluator = Evaluator(model, names, task_feature_lengths, batch_size, mesh, shardings,
                         split=split, max_examples=max_examples)
-  result = evaluator.evaluate(params, place(prompt, partitioning.replicated(mesh)))
+  placed = place(prompt, partitioning.replicated(mesh))
+  if predictions_dir:
+    result, records = evaluator.evaluate_with_predictions(params, placed)
+    result['predictions'] = {task: os.path.join(predictions_dir, f'{task}.jsonl')
+                             for task in records}
+    if jax.process_index() == 0:
+      write_predictions(result['predictions'], records)
+  else:
+    result = evaluator.evaluate(params, placed)
   result.update(prompt_file=prompt_file, split=split,
                 num_examples={t.info.name: len(t.eval_set) for t in evaluator.tasks})
   if output_file and jax.process_index() == 0:
