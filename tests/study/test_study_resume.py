@@ -12,6 +12,7 @@ import pytest
 
 from prompt_transfer_jax import tasks as tasks_lib
 from prompt_transfer_jax.trainer import runs
+from prompt_transfer_jax.study import cross_model
 from prompt_transfer_jax.study import stages as study
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -53,12 +54,16 @@ def _tables(out):
   return {p.name: p.read_text() for p in sorted(directory.glob('*'))}
 
 
+CHECKPOINTS = {'synth.gin': [],      # random backbones take no checkpoint
+               'roberta_large_to_t5_xxl.gin': ['ROBERTA_CHECKPOINT', 'T5_CHECKPOINT']}
+
+
 @pytest.mark.parametrize('name', STUDIES)
 def test_study_configs_build(name):
   runs.register_configurables()
   try:
-    bindings = ["STUDY_DIR = '/unused'"] + (   # synth.gin's random backbones take no checkpoint
-        [] if name == 'synth.gin' else ["INITIAL_CHECKPOINT_PATH = '/ckpt'"])
+    bindings = ["STUDY_DIR = '/unused'"] + [
+        f"{macro} = '/ckpt'" for macro in CHECKPOINTS.get(name, ['INITIAL_CHECKPOINT_PATH'])]
     runs.parse_gin([f'studies/{name}'], bindings)
     config = study.study()
   finally:
@@ -72,6 +77,19 @@ def test_study_configs_build(name):
     assert all(b.prompt_seeds == 'shared' for b in config.backbones)
     assert all(b.checkpoint == '/ckpt' and all(t.endswith('_v1') for t in b.tasks)
                for b in config.backbones)
+  backbones = {b.name: b for b in config.backbones}
+  for x in config.cross_model:        # built and checked against the backbones by study()
+    targets = cross_model.target_tasks(backbones[x.source], backbones[x.target])
+    assert set(x.train_tasks) <= set(targets)
+  if name == 'roberta_large_to_t5_xxl.gin':
+    assert [b.name for b in config.backbones] == ['roberta_large', 't5_1_1_xxl_lm']
+    assert {(x.method, x.train_tasks, x.tpt) for x in config.cross_model} == {
+        ('task_tuning', ('t5_laptop_v1',), True), ('task_tuning', ('t5_mnli_v1',), True),
+        ('distance', ('t5_laptop_v1',), False), ('distance', ('t5_mnli_v1',), False)}
+    assert len(cross_model.target_tasks(*config.backbones)) == 13   # the classification tasks
+  if name == 'synth.gin':
+    assert [(x.source, x.target, x.train_tasks) for x in config.cross_model] == [
+        ('roberta', 't5', ('synth_sentiment_a',))]
 
 
 def test_per_task_prompt_seeds():
