@@ -9,8 +9,9 @@ tasks that have a source prompt of the same task key. Into `OUT/cross_model/NAME
 1. projector: `transfer.cross_model.train_projector` on the target backbone's recipe (its gin
    files and bindings) + `runs/projector_{task_tuning,distance}.gin` -> `projector/` (resumes like `ptj train`; the
    best projector is `projector/best_projector`), its summary -> `projector.json`;
-2. zero-shot: Proj(P_src_t) -> `projected/TASK.npy`, every projected prompt on every target, raw
-   and relative to the target's own prompt (`transfer.project_cli.cross_model_zero_shot`) ->
+2. zero-shot: Proj(P_src_t) -> `projected/TASK.npy`, every projected prompt and a random prompt
+   on every target (`transfer.project_cli.cross_model_zero_shot`), raw and relative to the
+   target's own prompt (its score in the target's zero-shot matrix, same examples) ->
    `cross_model.json`;
 3. TPT_MODEL (with `tpt`): the target prompt-tuned on t from Proj(P_src_t) with its PT recipe
    (`prompts/from_file.gin`) -> `tpt/TASK/`, speedups over the target's existing PT run of t
@@ -121,6 +122,12 @@ def target_tasks(source: stages.Backbone, target: stages.Backbone) -> list[str]:
   return [t for t in target.tasks if tasks.get_task_info(t).key in keys]
 
 
+def own_scores(transfer_path: str, targets: Sequence[str]) -> list:
+  """Each target's score with its own prompt, from a backbone's zero-shot matrix."""
+  zs = read_json(transfer_path, 'zero-shot matrix')
+  return [zs['matrix'][zs['tasks'].index(t)][zs['sources'].index(t)] for t in targets]
+
+
 def _run(xm: CrossModel, config: stages.Study, progress: stages.Progress) -> dict:
   from prompt_transfer_jax import tasks as tasks_lib
   source, target = xm._pair(config.backbones)
@@ -168,10 +175,15 @@ def _run(xm: CrossModel, config: stages.Study, progress: stages.Progress) -> dic
     spec, params, _ = projector_lib.load(projector_dir)
     prompts = projector_lib.project(spec, params, cross_model.read_task_prompts(
         source_prompts, targets, 'source prompt directory'), targets)
+    # The target's own prompts were scored on the same examples by its zero-shot stage: the
+    # relative scores divide by those rather than scoring them again.
     result = project_cli.cross_model_zero_shot(
-        stages._model(target), [projector_dir], source_prompts, targets, target_prompts,
+        stages._model(target), [projector_dir], source_prompts, targets, None,
         stages._lengths(target), batch_size=config.zero_shot_batch_size,
         max_examples=config.max_examples, baseline=config.baseline)
+    result['own'] = own_scores(os.path.join(config.out_dir, target.name, 'transfer.json'), targets)
+    result['relative'] = [[None if not own else 100.0 * v / own for v in row]
+                          for row, own in zip(result['scores'], result['own'])]
     if stages._is_writer():
       for t, p in zip(targets, prompts):
         save_prompt(projected(t), p)
@@ -190,15 +202,10 @@ def _run(xm: CrossModel, config: stages.Study, progress: stages.Progress) -> dic
 
       def tpt_stage(task=task, result_path=result_path, pt_dir=pt_dir):
         directory = os.path.join(out, 'tpt', task)
-        stages._train(list(target.gin_files) + list(target.train_gin_files)
-                      + list(xm.tpt_gin_files),
-                      stages._run_bindings(config, target, task, directory)
-                      + list(xm.tpt_bindings) + [f"PROMPT_FILE = '{projected(task)}'"])
-        cmp = speedup.compare_runs(speedup.load_history(pt_dir), speedup.load_history(directory))
-        if stages._is_writer():
-          write_json(result_path, dict(cmp, pt_dir=pt_dir, tpt_dir=directory,
-                                       prompt_file=projected(task)))
-        stages._sync(f'cross-model tpt {xm.name} {task}')
+        cmp = stages.tpt_run(config, target, task, directory, xm.tpt_gin_files, xm.tpt_bindings,
+                             projected(task), speedup.load_history(pt_dir), result_path,
+                             {'pt_dir': pt_dir, 'tpt_dir': directory,
+                              'prompt_file': projected(task)})
         return (f'best {cmp["transfer_best"]:.1f} vs PT {cmp["baseline_best"]:.1f}, convergence '
                 f'{stages._x(cmp["convergence"]["steps_speedup"])}')
       progress.step(f'{label}: TPT_MODEL {task}', tpt_stage, os.path.exists(result_path))
@@ -217,7 +224,7 @@ def _run(xm: CrossModel, config: stages.Study, progress: stages.Progress) -> dic
         'targets': targets, 'keys': {t: i.key for t, i in infos.items()},
         'types': {t: i.task_type for t, i in infos.items()},
         'chance': stages.chance_scores(targets),
-        'own': {t: matrix['matrix'][i][matrix['sources'].index(t)] for i, t in enumerate(targets)},
+        'own': dict(zip(targets, zero_shot['own'])),
         'random': None if base is None else dict(zip(targets, base)),
         'zero_shot': {t: row[0] for t, row in zip(targets, zero_shot['scores'])},
         'relative': {t: zero_shot['relative'][i][0] for i, t in enumerate(targets)},

@@ -292,6 +292,23 @@ def _model(backbone: Backbone):
                       + ['ptj.study_model.model = %MODEL'])
 
 
+def tpt_run(config: Study, backbone: Backbone, task: str, directory: str,
+            gin_files: Sequence[str], bindings: Sequence[str], prompt_file: str,
+            baseline_history: Sequence[dict], result_path: str, extra: dict) -> dict:
+  """Prompt tuning of `task` from `prompt_file` into `directory` (the backbone's PT recipe +
+  `gin_files` + `bindings`), its speedups over `baseline_history` plus `extra` -> `result_path`
+  (process 0). Returns the speedups."""
+  from prompt_transfer_jax.transfer import speedup
+  _train(list(backbone.gin_files) + list(backbone.train_gin_files) + list(gin_files),
+         _run_bindings(config, backbone, task, directory) + list(bindings)
+         + [f"PROMPT_FILE = '{prompt_file}'"])
+  cmp = speedup.compare_runs(baseline_history, speedup.load_history(directory))
+  if _is_writer():
+    write_json(result_path, dict(cmp, **extra))
+  _sync(f'tpt {directory}')
+  return cmp
+
+
 def _copy(src: str, dst: str) -> None:
   tmp = atomic_path(dst)
   shutil.copyfile(src, tmp)
@@ -357,18 +374,10 @@ def run_backbone(config: Study, backbone: Backbone, out: str,
       result_path = os.path.join(out, 'tpt', f'{task}.json')
 
       def tpt_stage(task=task, source=source, result_path=result_path, i=i):
-        from prompt_transfer_jax.transfer import speedup
-        directory = os.path.join(out, 'tpt', f'{task}_from_{source}')
-        _train(list(backbone.gin_files) + list(backbone.train_gin_files)
-               + list(backbone.tpt_gin_files),
-               _run_bindings(config, backbone, task, directory) + list(backbone.tpt_bindings)
-               + [f"PROMPT_FILE = '{prompt_path(source)}'"])
-        record = read_json(os.path.join(directory, run_record.METRICS_FILE), 'metrics')
-        cmp = speedup.compare_runs(records[task]['history'], record['history'])
-        if _is_writer():
-          write_json(result_path, dict(cmp, source=source,
-                                       same_type=types[names.index(source)] == types[i]))
-        _sync(f'tpt {label} {task}')
+        cmp = tpt_run(config, backbone, task, os.path.join(out, 'tpt', f'{task}_from_{source}'),
+                      backbone.tpt_gin_files, backbone.tpt_bindings, prompt_path(source),
+                      records[task]['history'], result_path,
+                      {'source': source, 'same_type': types[names.index(source)] == types[i]})
         return (f'from {source}: best {cmp["transfer_best"]:.1f} vs {cmp["baseline_best"]:.1f}, '
                 f'convergence {_x(cmp["convergence"]["steps_speedup"])}')
       progress.step(f'{label}: TPT {task}', tpt_stage, os.path.exists(result_path))

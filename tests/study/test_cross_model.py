@@ -73,12 +73,15 @@ def test_relative_is_raw_over_own(reference):
   record = json.loads((root / 'cross_model' / NAME / 'result.json').read_text())
   matrix = zs['matrix']
   column = f'{zs["projectors"][0]["name"]}/'
+  own = json.loads((root / 't5' / 'transfer.json').read_text())
+  assert matrix['sources'] == [column + t for t in TARGETS]     # own prompts not scored again
   for i, t in enumerate(TARGETS):
     raw = matrix['matrix'][i][matrix['sources'].index(column + t)]
-    own = matrix['matrix'][i][matrix['sources'].index(t)]
-    assert record['zero_shot'][t] == raw and record['own'][t] == own
-    assert record['relative'][t] == pytest.approx(100.0 * raw / own)
-    assert record['random'][t] == matrix['baseline']['scores'][i]
+    j = own['tasks'].index(t)
+    assert record['zero_shot'][t] == raw and record['own'][t] == own['matrix'][j][j]
+    assert record['relative'][t] == pytest.approx(100.0 * raw / own['matrix'][j][j])
+    # The random prompt of the same seed, on the same examples, scores as in the T5's matrix.
+    assert record['random'][t] == matrix['baseline']['scores'][i] == own['baseline']['scores'][j]
   # The projected prompt files are what was scored: Proj(P_src_t) of the RoBERTa prompt of t's key.
   from prompt_transfer_jax.transfer import projector as projector_lib
   spec, params, _ = projector_lib.load(str(root / 'cross_model' / NAME / 'projector' /
