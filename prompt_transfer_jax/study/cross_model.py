@@ -311,9 +311,12 @@ def summary(record: dict) -> str:
     if t in record['train_tasks']:
       return 'trained on'
     return 'unseen, same type' if record['types'][t] in train_types else 'unseen, other type'
+  at_chance = [t for t in known if t not in above]
   lines.append(f'  (* = the projector was trained on it) above chance (by more than 1 point) on '
                f'{len(above)} of {len(known)} targets'
-               + (': ' + ', '.join(f'{t} ({kind(t)})' for t in above) if above else ''))
+               + (': ' + ', '.join(f'{t} ({kind(t)})' for t in above) if above else '')
+               + ('; at chance or below: ' + ', '.join(f'{t} ({kind(t)})' for t in at_chance)
+                  if at_chance else ''))
   if 'tpt' in record:
     lines.append('TPT_MODEL (prompt tuning from Proj(P_src_t)) vs the target\'s PT run:')
     for t, c in record['tpt'].items():
