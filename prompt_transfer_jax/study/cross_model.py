@@ -7,8 +7,9 @@ so the source's prompts (`OUT/SOURCE/prompts/`) and the target's own prompts and
 tasks that have a source prompt of the same task key. Into `OUT/cross_model/NAME/`:
 
 1. projector: `transfer.cross_model.train_projector` on the target backbone's recipe (its gin
-   files and bindings) + `runs/projector_{task_tuning,distance}.gin` -> `projector/` (resumes like `ptj train`; the
-   best projector is `projector/best_projector`), its summary -> `projector.json`;
+   files and bindings) + `runs/projector_{task_tuning,distance}.gin` -> `projector/` (resumes
+   like `ptj train`; the best projector is `projector/best_projector`), its summary ->
+   `projector.json`;
 2. zero-shot: Proj(P_src_t) -> `projected/TASK.npy`, every projected prompt and a random prompt
    on every target (`transfer.project_cli.cross_model_zero_shot`), raw and relative to the
    target's own prompt (its score in the target's zero-shot matrix, same examples) ->
@@ -291,9 +292,10 @@ def summary(record: dict) -> str:
   names = record['targets']
   width = max(len(n) for n in names) + 1
   random = record.get('random') or {}
+  best = p['best_score']
   lines = [f'{record["source"]} -> {record["target"]}: {record["method"]} projector trained on '
            f'{", ".join(record["train_tasks"])} (best validation {p["metric"]} '
-           f'{p["best_score"]:.{1 if abs(p["best_score"]) >= 1 else 4}f} at step {p["best_step"]} of {p["final_step"]})',
+           f'{best:.{1 if abs(best) >= 1 else 4}f} at step {p["best_step"]} of {p["final_step"]})',
            'zero-shot Proj(P_src_t) on each target task t (score %; chance = 100 / classes, '
            'random = a random prompt, own = the target\'s own prompt):',
            f'  {"target":<{width}} projected  chance  random     own  relative']

@@ -420,8 +420,9 @@ def run_backbone(config: Study, backbone: Backbone, out: str,
                         'activations': acts_path}
     # What the study knows and the analysis cannot: each prompt's start and each target's chance.
     result['chance_scores'] = chance_scores(names)
+    initial = initial_prompts(config, backbone, model())
     result['warnings'] = list(dict.fromkeys(
-        result['warnings'] + prompt_warnings(names, prompts, initial_prompts(config, backbone, model()))
+        result['warnings'] + prompt_warnings(names, prompts, initial)
         + spearman_warnings(names, {}, matrix, result['chance_scores'])))
     if _is_writer():
       render_report(result, os.path.join(out, 'report'), f'{config.title}: {label}')

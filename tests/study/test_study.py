@@ -28,9 +28,10 @@ def synth_study(out, bindings=()):
 @pytest.fixture(scope='module')
 def out(tmp_path_factory):
   root = tmp_path_factory.mktemp('study')
-  config = synth_study(root, ['ptj.study.backbones = [@t5/ptj.study_backbone()]',
-                              'ptj.study.cross_model = []', f't5/ptj.study_backbone.tasks = {TASKS}',
-                              'STEPS = 90', 'EVAL_PERIOD = 45', 'ptj.study.bootstrap = 50'])
+  config = synth_study(root, [
+      'ptj.study.backbones = [@t5/ptj.study_backbone()]', 'ptj.study.cross_model = []',
+      f't5/ptj.study_backbone.tasks = {TASKS}', 'STEPS = 90', 'EVAL_PERIOD = 45',
+      'ptj.study.bootstrap = 50'])
   assert config.bindings == ('TRAIN_STEPS = 90', 'EVAL_PERIOD = 45') and not config.tpt
   study.run(config, log=lambda _: None)
   return root / 't5'
