@@ -174,3 +174,46 @@ def test_study_warnings_flag_untrained_prompts_and_targets_at_chance(reference):
   # unless its best evaluation was the start.
   t5 = json.loads((root / 't5' / 'indicators.json').read_text())
   assert not any(w.startswith('identical prompts') for w in t5['warnings'])
+
+
+def test_cross_model_table_puts_the_slides_beside_the_reproduction(tmp_path):
+  from prompt_transfer_jax.study.paper_values import CROSS_MODEL
+  names = ['t5_imdb_v1', 't5_sst2_v1', 't5_laptop_v1', 't5_mnli_v1']
+  keys = ['imdb', 'sst2', 'laptop', 'mnli']
+  base = speedup.compare_runs([{'step': 0, 'score': 50.0}, {'step': 10, 'score': 90.0}],
+                              [{'step': 0, 'score': 85.0}, {'step': 10, 'score': 92.0}])
+  record = {'kind': 'cross_model', 'name': 'laptop_task_tuning', 'source': 'roberta_large',
+            'target': 't5_1_1_xxl_lm', 'method': 'task_tuning', 'train_tasks': ['t5_laptop_v1'],
+            'paper': 'roberta_large_to_t5_xxl', 'targets': names, 'keys': dict(zip(names, keys)),
+            'types': dict(zip(names, ['SA', 'SA', 'SA', 'NLI'])),
+            'chance': dict(zip(names, [50.0, 50.0, 25.0, 100 / 3])),
+            'own': dict(zip(names, [95.0, 96.0, 80.0, 90.0])),
+            'random': dict(zip(names, [50.0, 49.0, 20.0, 32.0])),
+            'zero_shot': dict(zip(names, [80.0, 88.0, 78.0, 33.0])),
+            'relative': dict(zip(names, [80 / 0.95, 88 / 0.96, 78 / 0.8, 33 / 0.9])),
+            'projector': {'metric': 'accuracy', 'best_score': 78.0, 'best_step': 300,
+                          'final_step': 3000},
+            'tpt': {'t5_sst2_v1': base}}
+  tables = cross_model.tables(record)
+  header, rows = tables['cross_model_zero_shot']
+  assert header[-3:] == ['paper random', 'paper own PT', 'paper projected']
+  assert rows[0][-3:] == ['49.7', 'n/a', '82.9']      # the slides' IMDB PT cell is missing
+  assert rows[1] == ['t5_sst2_v1', 'SA', '', '50.0', '49.0', '96.0', '88.0', '91.7', 'yes',
+                     '49.0', '97.4', '89.3']
+  assert rows[2][2] == 'yes' and rows[3][8] == 'no'   # trained on laptop; MNLI at chance
+  header, rows = tables['tpt_model']
+  assert rows == [['t5_sst2_v1', '90.0', '85.0', '92.0', '97.4', _x(base['convergence']), '1.7',
+                   _x(base['comparable_result']), '19.0']]
+  record['method'], record['train_tasks'] = 'distance', ['t5_mnli_v1']
+  rows = cross_model.tables(record)['cross_model_zero_shot'][1]
+  assert [r[-1] for r in rows] == ['49.6', '50.1', '19.8', '90.5']   # "Prompt Mapping", MNLI
+  assert all(len(v) == 13 for t in CROSS_MODEL.values() for v in
+             [t['pt'], t['random'], *t['zero_shot'].values(),
+              *[w for d in t['tpt_model'].values() for w in d.values()]])
+  text = cross_model.summary(record)
+  assert 'above chance (by more than 1 point) on 3 of 4 targets' in text
+  assert 't5_mnli_v1 (trained on)' in text.split('at chance or below: ')[1]
+
+
+def _x(speedup_record):
+  return f'{speedup_record["steps_speedup"]:.1f}'
