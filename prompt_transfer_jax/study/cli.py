@@ -1,4 +1,4 @@
-"""`ptj study --gin_file=studies/NAME.gin [--gin.X=...]`: the paper's cross-task study, resumable.
+"""`ptj study --gin_file=studies/NAME.gin [--gin.X=...]`: the paper's study, resumable.
 
     ptj study --gin_file=studies/synth.gin --gin.STUDY_DIR="'study_out'"
     ptj study --gin_file=studies/roberta_large_paper.gin --gin.STUDY_DIR="'gs://b/study'" \
@@ -48,17 +48,17 @@ def _study(fv) -> int:
   _compilation_cache(config.out_dir)
   results = study.run(config)
   if jax.process_index() == 0:
-    for name, record in results.items():
-      print(f'\n== {name} ==\n{study.summary(record)}')
-      print(f'tables: {config.out_dir}/{name}/tables/README.md, report: '
-            f'{config.out_dir}/{name}/report/report.md')
-    print(f'\nsummary of every backbone: {config.out_dir}/summary.md (done in '
+    for title, text, where in study.summaries(config, results):
+      print(f'\n== {title} ==\n{text}\n' + ', '.join(
+          f'{what}: {os.path.join(config.out_dir, path)}' for what, path in where.items()))
+    print(f'\nsummary of every stage: {config.out_dir}/summary.md (done in '
           f'{format_seconds(time.perf_counter() - start)})')
   return 0
 
 
 def main(argv: Sequence[str]) -> int:
-  """`ptj study`: PT per task, zero-shot matrix, TPT, activations, indicators, tables."""
+  """`ptj study`: PT per task, zero-shot matrix, TPT, activations, indicators, tables, and the
+  cross-model stages."""
   return command.run('ptj study', argv, __doc__, command.gin_flags, _study)
 
 

@@ -3,6 +3,13 @@
 Cells the slide text garbles (split or merged digits) are None rather than guessed: RoBERTa-Large
 QQP (PT and TPT), the RoBERTa-Large MRPC convergence speedup, and the comparable-result speedups
 the slides print as N/A. Scores are percentages; speedups are ratios; Spearman values x100.
+
+`CROSS_MODEL` holds the slides' cross-model table, RoBERTa-Large -> T5-XXL on the 13
+classification tasks: the target's PT (its IMDB cell is missing from the slide text), a random
+prompt, zero-shot Proj(P_src_t) for projectors trained on laptop and on MNLI by distance
+minimizing ("Prompt Mapping") and by task tuning (keys `METHOD:TRAIN_KEY`), and TPT_MODEL from
+the laptop and MNLI projectors (the slides do not say which method trained those; the Movie
+comparable-result cells are N/A).
 """
 from __future__ import annotations
 
@@ -47,6 +54,55 @@ PAPER = {
                      'ON': 36.9},
     },
 }
+
+
+_TPT_MODEL = ('performance', 'convergence_speedup', 'comparable_result_speedup')
+
+CROSS_MODEL = {
+    'roberta_large_to_t5_xxl': {
+        'model': 'RoBERTa-Large -> T5-XXL',
+        'pt': _row(_CLASSIFICATION, [None, 97.4, 76.6, 88.1, 97.9, 72.5, 90.5, 95.2, 93.4, 87.0,
+                                     92.5, 90.0, 86.3]),
+        'random': _row(_CLASSIFICATION, [49.7, 49.0, 19.8, 17.0, 51.6, 15.5, 31.8, 49.3, 31.9,
+                                         51.3, 50.0, 36.4, 67.0]),
+        'zero_shot': {
+            'distance:laptop': _row(_CLASSIFICATION, [49.6, 49.0, 76.6, 17.5, 51.5, 14.4, 31.8,
+                                                      48.1, 32.8, 53.3, 49.9, 36.8, 66.6]),
+            'task_tuning:laptop': _row(_CLASSIFICATION, [82.9, 89.3, 80.3, 85.7, 78.6, 58.4, 32.4,
+                                                         50.7, 33.6, 54.9, 51.6, 33.9, 63.7]),
+            'distance:mnli': _row(_CLASSIFICATION, [49.6, 50.1, 19.8, 18.3, 51.2, 15.0, 90.5, 49.0,
+                                                    32.9, 50.3, 49.0, 36.8, 65.6]),
+            'task_tuning:mnli': _row(_CLASSIFICATION, [49.7, 48.8, 19.8, 17.0, 51.6, 16.0, 89.8,
+                                                       82.7, 88.2, 49.7, 50.0, 36.8, 67.7]),
+        },
+        'tpt_model': {
+            'laptop': dict(zip(_TPT_MODEL, [
+                _row(_CLASSIFICATION, [96.5, 97.4, 82.9, 90.3, 97.4, 74.4, 91.0, 95.4, 93.4, 92.5,
+                                       92.5, 90.0, 87.9]),
+                _row(_CLASSIFICATION, [1.1, 1.7, 1.9, 1.3, 0.6, 1.3, 0.9, 0.9, 1.0, 1.0, 0.7, 1.1,
+                                       1.1]),
+                _row(_CLASSIFICATION, [1.0, 19.0, 16.0, 6.0, None, 2.2, 3.6, 1.1, 6.0, 6.0, 0.9,
+                                       1.8, 3.4])])),
+            'mnli': dict(zip(_TPT_MODEL, [
+                _row(_CLASSIFICATION, [96.5, 97.4, 82.7, 88.5, 95.8, 74.7, 91.2, 95.9, 93.5, 94.6,
+                                       92.5, 90.0, 87.7]),
+                _row(_CLASSIFICATION, [1.0, 1.6, 1.8, 0.9, 0.4, 1.3, 1.0, 1.1, 1.4, 2.0, 1.7, 0.9,
+                                       0.9]),
+                _row(_CLASSIFICATION, [1.0, 18.0, 15.0, 1.6, None, 1.5, 18.0, 20.0, 30.0, 7.5, 5.0,
+                                       1.5, 1.9])])),
+        },
+    },
+}
+
+
+def cross_model_values(name: Optional[str]) -> dict:
+  """The slides' cross-model table `name` ('roberta_large_to_t5_xxl'), or {} for None."""
+  if name is None:
+    return {}
+  if name not in CROSS_MODEL:
+    raise ValueError(f'no paper cross-model values named {name!r}; choose one of '
+                     f'{", ".join(CROSS_MODEL)}')
+  return CROSS_MODEL[name]
 
 
 def paper_values(name: Optional[str]) -> dict:

@@ -11,10 +11,15 @@ runs, for each backbone into `OUT/NAME/`:
    its PT run -> `tpt/TARGET.json`;
 4. activations: FFN activations of every prompt -> `activations.npz`;
 5. indicators: every indicator's Spearman correlation, top-1 / top-3 hit rates and the report ->
-   `indicators.json`, `report/`;
+   `indicators.json`, `report/`; the analysis warnings also know each prompt's initialization
+   (identical or untrained prompts) and each target's chance level (targets at chance);
 6. tables: `study.json` and the paper's tables (PT scores, zero-shot relative matrix, TPT
    speedups, Spearman of every indicator) as CSV and Markdown next to the paper's values from
-   the slides (`transfer.paper_values`) -> `tables/`.
+   the slides (`study.paper_values`) -> `tables/`.
+
+Then each cross-model stage of `cross_model` (`study/cross_model.py`: a projector from one
+backbone's prompts to another's, zero-shot and TPT_MODEL) -> `OUT/cross_model/NAME/`, and
+`OUT/summary.md` with every backbone's and every cross-model stage's summary.
 
 A stage whose artifact exists is skipped, so a study killed at any point and started again redoes
 only the unfinished stage (a PT or TPT run resumes from its own checkpoint). Every artifact is
@@ -37,7 +42,6 @@ from prompt_transfer_jax.files import atomic_path, atomic_write, read_json, writ
 from prompt_transfer_jax.trainer.gin_utils import require
 
 PROMPT_SEEDS = ('shared', 'per_task')
-UNK_ID = 2      # the synthetic vocabulary's <unk>: the content-free T5 activation input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Study:
   max_examples: Optional[int] = None
   title: str = 'Prompt transferability study'
   bindings: tuple = ()       # appended to every backbone's run bindings (TRAIN_STEPS, ...)
+  cross_model: tuple = ()    # `study.cross_model.CrossModel` stages, run after the backbones
 
 
 @gin.configurable(module='ptj')
@@ -110,24 +115,60 @@ def study(out_dir: str = gin.REQUIRED, backbones: Sequence[Backbone] = gin.REQUI
           tpt: bool = True, baseline: str = 'uniform', bootstrap: int = 2000,
           zero_shot_batch_size: int = 32, max_examples: Optional[int] = None,
           title: str = 'Prompt transferability study', train_steps: Optional[int] = None,
-          eval_period: Optional[int] = None, batch_size: Optional[int] = None) -> Study:
+          eval_period: Optional[int] = None, batch_size: Optional[int] = None,
+          cross_model: Sequence = ()) -> Study:
   """The study `ptj study` runs (evaluated once, before any run clears gin). `train_steps`,
-  `eval_period` and `batch_size`, when given, override every backbone's recipe."""
+  `eval_period` and `batch_size`, when given, override every backbone's recipe; `cross_model`
+  lists `ptj.study_cross_model` stages."""
   require(STUDY_DIR=out_dir)
   names = [b.name for b in backbones]
   if len(set(names)) != len(names):
     raise ValueError(f'study backbones need distinct names, got {names}')
+  cross_names = [x.name for x in cross_model]
+  if len(set(cross_names)) != len(cross_names):
+    raise ValueError(f'study cross-model stages need distinct names, got {cross_names}')
+  for x in cross_model:
+    x.check(backbones)
   bindings = tuple(f'{name} = {value}' for name, value in (
       ('TRAIN_STEPS', train_steps), ('EVAL_PERIOD', eval_period), ('BATCH_SIZE', batch_size))
                    if value is not None)
   return Study(os.path.abspath(out_dir), tuple(backbones), tpt, baseline, bootstrap,
-               zero_shot_batch_size, max_examples, title, bindings)
+               zero_shot_batch_size, max_examples, title, bindings, tuple(cross_model))
 
 
 @gin.configurable(module='ptj')
 def study_model(model=gin.REQUIRED):
   """The backbone's `MODEL` (bound by the study to `%MODEL` of its gin files)."""
   return model
+
+
+@gin.configurable(module='ptj')
+def study_prompt_init(init=gin.REQUIRED, length: int = gin.REQUIRED):
+  """The backbone's `PROMPT_INIT` and `PROMPT_LENGTH` (bound by the study to its gin files)."""
+  return init, length
+
+
+def initial_prompts(config: Study, backbone: Backbone, model) -> dict:
+  """Each task's initial prompt, as its PT run draws it (`PROMPT_INIT`, the run's prompt seed)."""
+  from prompt_transfer_jax.trainer import runs
+  init, length = runs.run_gin(
+      study_prompt_init, list(backbone.gin_files) + list(backbone.train_gin_files),
+      list(backbone.bindings) + _checkpoint_bindings(backbone) + list(config.bindings)
+      + ['ptj.study_prompt_init.init = %PROMPT_INIT',
+         'ptj.study_prompt_init.length = %PROMPT_LENGTH'])
+  return {t: np.asarray(init(model, [t], length, prompt_seed(backbone, t)), np.float32)
+          for t in backbone.tasks}
+
+
+def chance_scores(task_names: Sequence[str]) -> dict:
+  """Each classification task's chance accuracy, 100 / its number of label words."""
+  from prompt_transfer_jax import tasks
+  out = {}
+  for name in task_names:
+    info = tasks.get_task_info(name)
+    if info.is_classification and info.metric == 'accuracy' and info.label_words:
+      out[name] = 100.0 / len(info.label_words)
+  return out
 
 
 def prompt_seed(backbone: Backbone, task: str) -> int:
@@ -178,20 +219,39 @@ def _print(line: str) -> None:
 
 
 def run(config: Study, log: Optional[Callable[[str], None]] = None) -> dict:
-  """Runs every stage of every backbone (skipping finished ones); returns {name: study.json}."""
+  """Runs every stage of every backbone, then every cross-model stage (skipping finished ones);
+  returns {NAME: study.json} and {cross_model/NAME: its result.json}, keyed by directory."""
   log = log or _print
-  total = sum(_stage_count(b, config.tpt) for b in config.backbones)
+  total = (sum(_stage_count(b, config.tpt) for b in config.backbones)
+           + sum(x.stage_count(config.backbones) for x in config.cross_model))
   progress = Progress(total, log)
   results = {}
   for backbone in config.backbones:
     results[backbone.name] = run_backbone(config, backbone,
                                           os.path.join(config.out_dir, backbone.name), progress)
+  for x in config.cross_model:
+    results[f'cross_model/{x.name}'] = x.run(config, progress)
   if _is_writer():
     with atomic_write(os.path.join(config.out_dir, 'summary.md')) as f:
-      for name, result in results.items():
-        f.write(f'# {name}\n\n```\n{summary(result)}\n```\n\n')
-        f.write(f'Tables: {name}/tables/README.md; report: {name}/report/report.md\n\n')
+      f.write(summary_markdown(config, results))
   return results
+
+
+def summaries(config: Study, results: Mapping[str, dict]) -> list[tuple[str, str, dict]]:
+  """(title, summary text, {what: path relative to OUT}) for every backbone and cross-model
+  stage."""
+  out = [(name, summary(results[name]), {'tables': f'{name}/tables/README.md',
+                                         'report': f'{name}/report/report.md'})
+         for name in (b.name for b in config.backbones)]
+  out += [(f'cross-model {x.name}', x.summary(results[f'cross_model/{x.name}']),
+           {'tables': f'cross_model/{x.name}/tables/README.md'}) for x in config.cross_model]
+  return out
+
+
+def summary_markdown(config: Study, results: Mapping[str, dict]) -> str:
+  return ''.join(f'# {title}\n\n```\n{text}\n```\n\n'
+                 + '; '.join(f'{what}: {path}' for what, path in where.items()) + '\n\n'
+                 for title, text, where in summaries(config, results))
 
 
 def _stage_count(backbone: Backbone, tpt: bool) -> int:
@@ -230,6 +290,23 @@ def _model(backbone: Backbone):
   return runs.run_gin(study_model, list(backbone.gin_files) + list(backbone.train_gin_files),
                       list(backbone.bindings) + _checkpoint_bindings(backbone)
                       + ['ptj.study_model.model = %MODEL'])
+
+
+def tpt_run(config: Study, backbone: Backbone, task: str, directory: str,
+            gin_files: Sequence[str], bindings: Sequence[str], prompt_file: str,
+            baseline_history: Sequence[dict], result_path: str, extra: dict) -> dict:
+  """Prompt tuning of `task` from `prompt_file` into `directory` (the backbone's PT recipe +
+  `gin_files` + `bindings`), its speedups over `baseline_history` plus `extra` -> `result_path`
+  (process 0). Returns the speedups."""
+  from prompt_transfer_jax.transfer import speedup
+  _train(list(backbone.gin_files) + list(backbone.train_gin_files) + list(gin_files),
+         _run_bindings(config, backbone, task, directory) + list(bindings)
+         + [f"PROMPT_FILE = '{prompt_file}'"])
+  cmp = speedup.compare_runs(baseline_history, speedup.load_history(directory))
+  if _is_writer():
+    write_json(result_path, dict(cmp, **extra))
+  _sync(f'tpt {directory}')
+  return cmp
 
 
 def _copy(src: str, dst: str) -> None:
@@ -297,18 +374,10 @@ def run_backbone(config: Study, backbone: Backbone, out: str,
       result_path = os.path.join(out, 'tpt', f'{task}.json')
 
       def tpt_stage(task=task, source=source, result_path=result_path, i=i):
-        from prompt_transfer_jax.transfer import speedup
-        directory = os.path.join(out, 'tpt', f'{task}_from_{source}')
-        _train(list(backbone.gin_files) + list(backbone.train_gin_files)
-               + list(backbone.tpt_gin_files),
-               _run_bindings(config, backbone, task, directory) + list(backbone.tpt_bindings)
-               + [f"PROMPT_FILE = '{prompt_path(source)}'"])
-        record = read_json(os.path.join(directory, run_record.METRICS_FILE), 'metrics')
-        cmp = speedup.compare_runs(records[task]['history'], record['history'])
-        if _is_writer():
-          write_json(result_path, dict(cmp, source=source,
-                                       same_type=types[names.index(source)] == types[i]))
-        _sync(f'tpt {label} {task}')
+        cmp = tpt_run(config, backbone, task, os.path.join(out, 'tpt', f'{task}_from_{source}'),
+                      backbone.tpt_gin_files, backbone.tpt_bindings, prompt_path(source),
+                      records[task]['history'], result_path,
+                      {'source': source, 'same_type': types[names.index(source)] == types[i]})
         return (f'from {source}: best {cmp["transfer_best"]:.1f} vs {cmp["baseline_best"]:.1f}, '
                 f'convergence {_x(cmp["convergence"]["steps_speedup"])}')
       progress.step(f'{label}: TPT {task}', tpt_stage, os.path.exists(result_path))
@@ -337,7 +406,9 @@ def run_backbone(config: Study, backbone: Backbone, out: str,
 
   def indicators_stage():
     from prompt_transfer_jax.analysis.activation_store import load_activations
+    from prompt_transfer_jax.analysis.indicators import prompt_warnings
     from prompt_transfer_jax.analysis.recommend import leave_one_out_hit_rates
+    from prompt_transfer_jax.analysis.spearman import spearman_warnings
     from prompt_transfer_jax.analysis.report import render_report
     from prompt_transfer_jax.analysis.transferability import analyze_transferability
     stored = load_activations(acts_path)
@@ -347,6 +418,12 @@ def run_backbone(config: Study, backbone: Backbone, out: str,
                            for k, m in result['similarity'].items()}
     result['inputs'] = {'prompts': os.path.join(out, 'prompts'), 'transfer': transfer_path,
                         'activations': acts_path}
+    # What the study knows and the analysis cannot: each prompt's start and each target's chance.
+    result['chance_scores'] = chance_scores(names)
+    initial = initial_prompts(config, backbone, model())
+    result['warnings'] = list(dict.fromkeys(
+        result['warnings'] + prompt_warnings(names, prompts, initial)
+        + spearman_warnings(names, {}, matrix, result['chance_scores'])))
     if _is_writer():
       render_report(result, os.path.join(out, 'report'), f'{config.title}: {label}')
       write_json(indicators_path, result)
@@ -376,6 +453,8 @@ def run_backbone(config: Study, backbone: Backbone, out: str,
         'same_type_reference': leave_one_out_hit_rates(
             matrix, same_type_similarity(types), (1, 3)).to_json(names)['hit_rate'],
         'type_structure': type_structure(names, types, matrix, relative),
+        'chance_scores': result.get('chance_scores', {}),
+        'warnings': result.get('warnings', []),
     }
     if tpt:
       record['tpt'] = tpt
@@ -428,14 +507,18 @@ def tables(record: dict) -> dict[str, tuple[list, list]]:
   return out
 
 
-def write_tables(record: dict, directory: str) -> None:
-  """Every table as `NAME.csv` and `NAME.md`, and a `README.md` with all of them."""
+def write_tables(record: dict, directory: str, named: Optional[dict] = None,
+                 title: Optional[str] = None) -> None:
+  """Every table (default: a backbone's `tables(record)`) as `NAME.csv` and `NAME.md`, and a
+  `README.md` with all of them under `title`."""
   import csv
   import io
   os.makedirs(directory, exist_ok=True)
-  paper = record.get('paper')
-  parts = [f'# {record["backbone"]}: reproduction' + (f' vs the paper ({paper})' if paper else '')]
-  for name, (header, rows) in tables(record).items():
+  if title is None:
+    paper = record.get('paper')
+    title = f'# {record["backbone"]}: reproduction' + (f' vs the paper ({paper})' if paper else '')
+  parts = [title]
+  for name, (header, rows) in (tables(record) if named is None else named).items():
     text = io.StringIO()
     csv.writer(text, lineterminator='\n').writerows([header] + rows)
     with atomic_write(os.path.join(directory, f'{name}.csv')) as f:
@@ -495,38 +578,6 @@ def same_type_similarity(types: Sequence[str]) -> np.ndarray:
   return (t[:, None] == t[None, :]).astype(np.float64)
 
 
-def run_study(out: str, tasks: Optional[Sequence[str]] = None, steps: int = 300,
-              eval_period: int = 50, batch_size: int = 32, prompt_length: int = 20,
-              model_size: str = 'demo', tpt: bool = False, baseline: str = 'uniform',
-              bootstrap: int = 2000, log: Optional[Callable[[str], None]] = None) -> dict:
-  """The synthetic study on one random T5 (`models/t5_synth_prompt.gin`),
-  written straight into `out`; returns its `study.json` content (with `seconds`)."""
-  from prompt_transfer_jax import tasks as tasks_lib
-  if model_size not in MODEL_SIZES:
-    raise ValueError(f'unknown model size {model_size!r}; choose one of {", ".join(MODEL_SIZES)}')
-  start = time.perf_counter()
-  sizes = ', '.join(f"'{k}': {v}" for k, v in MODEL_SIZES[model_size].items())
-  backbone = Backbone(
-      't5', ('models/t5_synth_prompt.gin',), tuple(tasks or tasks_lib.task_names('synth')),
-      (f'TRAIN_STEPS = {steps}', f'EVAL_PERIOD = {eval_period}', f'BATCH_SIZE = {batch_size}',
-       f'PROMPT_LENGTH = {prompt_length}',
-       "ptj.t5_model.config_overrides = {'vocab_size': %ptj.SYNTH_VOCAB_SIZE, "
-       f"'dropout_rate': 0.0, {sizes}}}"),
-      lengths=dict(SYNTH_LENGTHS), tpt_bindings=('TPT_LEARNING_RATE = 1.0',),
-      t5_activation_token=UNK_ID)
-  config = Study(os.path.abspath(out), (backbone,), tpt, baseline, bootstrap,
-                 title='Synthetic transfer study')
-  record = run_backbone(config, backbone, config.out_dir, log=log)
-  return dict(record, seconds=time.perf_counter() - start)
-
-
-MODEL_SIZES = {
-    'demo': {'emb_dim': 256, 'num_heads': 4, 'head_dim': 64, 'mlp_dim': 512},   # the demo's
-    'tiny': {'emb_dim': 32, 'num_heads': 2, 'head_dim': 16, 'mlp_dim': 64},     # for tests
-}
-SYNTH_LENGTHS = {'inputs': 16, 'targets': 2}
-
-
 def summary(study: dict) -> str:
   """The study's numbers as plain text."""
   names = study['tasks']
@@ -567,6 +618,8 @@ def summary(study: dict) -> str:
                    f'{_x(t["convergence"]["steps_speedup"])}, comparable-result '
                    f'{_x(t["comparable_result"]["steps_speedup"])}'
                    + (f' ({" and ".join(still)} still improving at the end)' if still else ''))
+  if study.get('warnings'):
+    lines += ['', 'warnings:'] + [f'  - {w}' for w in study['warnings']]
   return '\n'.join(lines)
 
 

@@ -1,7 +1,9 @@
-"""The synthetic study (`study.stages.run_study`) end to end: three synthetic tasks, 90 steps each at batch 16 (the
-demo backbone: a tiny T5 does not learn, and every score would be chance)."""
+"""The synthetic study through the gin `ptj study` path (studies/synth.gin, the T5 backbone alone)
+end to end: three synthetic tasks, 90 steps each at batch 16 (the demo backbone: a tiny T5 does
+not learn, and every score would be chance)."""
 import json
 
+import gin
 import numpy as np
 import pytest
 from scipy import stats
@@ -9,15 +11,30 @@ from scipy import stats
 from prompt_transfer_jax.analysis.activation_store import load_activations
 from prompt_transfer_jax.analysis.spearman import load_transfer_matrix
 from prompt_transfer_jax.study import stages as study
+from prompt_transfer_jax.trainer import runs
 
 TASKS = ['synth_sentiment_a', 'synth_sentiment_b', 'synth_paraphrase_a']
 
 
+def synth_study(out, bindings=()):
+  """The study of studies/synth.gin with `bindings` after it (gin cleared afterwards)."""
+  try:
+    runs.parse_gin(['studies/synth.gin'], [f"STUDY_DIR = '{out}'"] + list(bindings))
+    return study.study()
+  finally:
+    gin.clear_config()
+
+
 @pytest.fixture(scope='module')
 def out(tmp_path_factory):
-  out = tmp_path_factory.mktemp('study')
-  study.run_study(str(out), TASKS, steps=90, eval_period=45, batch_size=16, bootstrap=50)
-  return out
+  root = tmp_path_factory.mktemp('study')
+  config = synth_study(root, [
+      'ptj.study.backbones = [@t5/ptj.study_backbone()]', 'ptj.study.cross_model = []',
+      f't5/ptj.study_backbone.tasks = {TASKS}', 'STEPS = 90', 'EVAL_PERIOD = 45',
+      'ptj.study.bootstrap = 50'])
+  assert config.bindings == ('TRAIN_STEPS = 90', 'EVAL_PERIOD = 45') and not config.tpt
+  study.run(config, log=lambda _: None)
+  return root / 't5'
 
 
 def test_diagonal_is_each_prompts_own_score(out):
