@@ -14,8 +14,9 @@ tasks that have a source prompt of the same task key. Into `OUT/cross_model/NAME
    on every target (`transfer.project_cli.cross_model_zero_shot`), raw and relative to the
    target's own prompt (its score in the target's zero-shot matrix, same examples) ->
    `cross_model.json`;
-3. TPT_MODEL (with `tpt`): the target prompt-tuned on t from Proj(P_src_t) with its PT recipe
-   (`prompts/from_file.gin`) -> `tpt/TASK/`, speedups over the target's existing PT run of t
+3. TPT_MODEL (with `tpt`): the target prompt-tuned on t from Proj(P_src_t) with its TPT recipe
+   (the backbone's `tpt_gin_files` / `tpt_bindings`, as TPT_TASK: a projected prompt's head start
+   is lost at a PT learning rate on the synthetic tasks) -> `tpt/TASK/`, speedups over the target's existing PT run of t
    (`transfer.speedup.compare_runs`; vanilla PT is not run again) -> `tpt/TASK.json`;
 4. table: the cross-model table beside the paper's values (`paper_values.cross_model_values`)
    -> `result.json`, `tables/`.
@@ -54,8 +55,8 @@ class CrossModel:
   eval_period: Optional[int] = None
   bindings: tuple = ()                # more bindings of the projector run
   tpt: bool = False
-  tpt_gin_files: tuple = ('prompts/from_file.gin',)
-  tpt_bindings: tuple = ()
+  tpt_gin_files: Optional[tuple] = None   # None: the target backbone's TPT recipe, as TPT_TASK
+  tpt_bindings: Optional[tuple] = None
   paper: Optional[str] = None         # `paper_values.CROSS_MODEL` key
 
   def check(self, backbones: Sequence[stages.Backbone]) -> None:
@@ -105,15 +106,16 @@ def study_cross_model(source: str = gin.REQUIRED, target: str = gin.REQUIRED,
                       name: Optional[str] = None, hidden_dim: int = 768,
                       steps: Optional[int] = None, eval_period: Optional[int] = None,
                       bindings: Sequence[str] = (), tpt: bool = False,
-                      tpt_gin_files: Sequence[str] = ('prompts/from_file.gin',),
-                      tpt_bindings: Sequence[str] = (),
+                      tpt_gin_files: Optional[Sequence[str]] = None,
+                      tpt_bindings: Optional[Sequence[str]] = None,
                       paper: Optional[str] = None) -> CrossModel:
   """A cross-model stage (see `CrossModel`); `name` defaults to SOURCE_to_TARGET_METHOD."""
   if isinstance(train_tasks, str):
     train_tasks = [train_tasks]
   return CrossModel(name or f'{source}_to_{target}_{method}', source, target, tuple(train_tasks),
                     method, hidden_dim, steps, eval_period, tuple(bindings), tpt,
-                    tuple(tpt_gin_files), tuple(tpt_bindings), paper)
+                    None if tpt_gin_files is None else tuple(tpt_gin_files),
+                    None if tpt_bindings is None else tuple(tpt_bindings), paper)
 
 
 def target_tasks(source: stages.Backbone, target: stages.Backbone) -> list[str]:
@@ -203,7 +205,9 @@ def _run(xm: CrossModel, config: stages.Study, progress: stages.Progress) -> dic
 
       def tpt_stage(task=task, result_path=result_path, pt_dir=pt_dir):
         directory = os.path.join(out, 'tpt', task)
-        cmp = stages.tpt_run(config, target, task, directory, xm.tpt_gin_files, xm.tpt_bindings,
+        cmp = stages.tpt_run(config, target, task, directory,
+                             target.tpt_gin_files if xm.tpt_gin_files is None else xm.tpt_gin_files,
+                             target.tpt_bindings if xm.tpt_bindings is None else xm.tpt_bindings,
                              projected(task), speedup.load_history(pt_dir), result_path,
                              {'pt_dir': pt_dir, 'tpt_dir': directory,
                               'prompt_file': projected(task)})
