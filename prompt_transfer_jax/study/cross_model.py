@@ -152,7 +152,8 @@ def _run(xm: CrossModel, config: stages.Study, progress: stages.Progress) -> dic
   def projector_stage():
     from prompt_transfer_jax.trainer import runs
     from prompt_transfer_jax.transfer import cross_model
-    bindings = list(target.bindings) + stages._checkpoint_bindings(target) + [
+    bindings = list(target.bindings) + stages._checkpoint_bindings(target) + (
+        stages._parallel_bindings(target, 'ptj.train_projector')) + [
         f"MODEL_DIR = '{projector_run}'", f'TRAIN_TASKS = {list(xm.train_tasks)}',
         f"SOURCE_PROMPT_DIR = '{source_prompts}'", f"TARGET_PROMPT_DIR = '{target_prompts}'",
         f"SOURCE_MODEL = '{source.name}'", f'TASK_FEATURE_LENGTHS = {stages._lengths(target)}',
@@ -183,7 +184,8 @@ def _run(xm: CrossModel, config: stages.Study, progress: stages.Progress) -> dic
     result = project_cli.cross_model_zero_shot(
         stages._model(target), [projector_dir], source_prompts, targets, None,
         stages._lengths(target), batch_size=config.zero_shot_batch_size,
-        max_examples=config.max_examples, baseline=config.baseline)
+        max_examples=config.max_examples, baseline=config.baseline,
+        model_parallel=target.model_parallel)
     result['own'] = own_scores(os.path.join(config.out_dir, target.name, 'transfer.json'), targets)
     result['relative'] = [[None if not own else 100.0 * v / own for v in row]
                           for row, own in zip(result['scores'], result['own'])]

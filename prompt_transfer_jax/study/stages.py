@@ -58,11 +58,16 @@ class Backbone:
   task_bindings: Optional[Mapping[str, Sequence[str]]] = None   # task -> extra bindings
   train_gin_files: tuple = ('runs/prompt_train.gin',)  # () when gin_files is a paper/ recipe
   checkpoint: Optional[str] = None                 # INITIAL_CHECKPOINT_PATH of every run
+  model_parallel: int = 1                          # the mesh's model axis in every run and matrix
   synth_tokenizer: bool = False                    # RoBERTa over the synthetic vocabulary
   t5_activation_token: int = 32099                 # T5 activation input (<extra_id_0>)
   paper: Optional[str] = None                      # `paper_values` key of the paper's tables
 
   def __post_init__(self):
+    if isinstance(self.model_parallel, bool) or not isinstance(self.model_parallel, int) or (
+        self.model_parallel < 1):
+      raise ValueError(f'study backbone {self.name!r}: model_parallel must be a positive '
+                       f'integer, got {self.model_parallel!r}')
     if self.prompt_seeds not in PROMPT_SEEDS:
       raise ValueError(f'study backbone {self.name!r}: prompt_seeds must be one of '
                        f'{PROMPT_SEEDS}, got {self.prompt_seeds!r}')
@@ -97,7 +102,7 @@ def study_backbone(name: str = gin.REQUIRED, gin_files: Sequence[str] = gin.REQU
                    synth_tokenizer: bool = False, t5_activation_token: int = 32099,
                    paper: Optional[str] = None,
                    train_gin_files: Sequence[str] = ('runs/prompt_train.gin',),
-                   checkpoint: Optional[str] = None) -> Backbone:
+                   checkpoint: Optional[str] = None, model_parallel: int = 1) -> Backbone:
   """A study backbone (see `Backbone`); `bindings` are 'NAME = VALUE' gin bindings of its runs."""
   require(INITIAL_CHECKPOINT_PATH=checkpoint)
   return Backbone(name=name, gin_files=tuple(gin_files), tasks=tuple(tasks),
@@ -107,7 +112,7 @@ def study_backbone(name: str = gin.REQUIRED, gin_files: Sequence[str] = gin.REQU
                   task_bindings=dict(task_bindings) if task_bindings else None,
                   train_gin_files=tuple(train_gin_files), checkpoint=checkpoint,
                   synth_tokenizer=synth_tokenizer, t5_activation_token=t5_activation_token,
-                  paper=paper)
+                  paper=paper, model_parallel=model_parallel)
 
 
 @gin.configurable(module='ptj')
@@ -272,9 +277,15 @@ def _checkpoint_bindings(backbone: Backbone) -> list:
       f"INITIAL_CHECKPOINT_PATH = '{backbone.checkpoint}'"]
 
 
+def _parallel_bindings(backbone: Backbone, configurable: str = 'ptj.train') -> list:
+  """The backbone's model-parallel mesh axis for a run's `configurable` (none when 1)."""
+  return [] if backbone.model_parallel == 1 else [
+      f'{configurable}.model_parallel = {backbone.model_parallel}']
+
+
 def _run_bindings(config: Study, backbone: Backbone, task: str, model_dir: str) -> list:
-  return list(backbone.bindings) + _checkpoint_bindings(backbone) + list(config.bindings) + list(
-      (backbone.task_bindings or {}).get(task, ())) + [
+  return list(backbone.bindings) + _checkpoint_bindings(backbone) + _parallel_bindings(
+      backbone) + list(config.bindings) + list((backbone.task_bindings or {}).get(task, ())) + [
       f"MODEL_DIR = '{model_dir}'", f"MIXTURE_OR_TASK_NAME = '{task}'",
       f'TASK_FEATURE_LENGTHS = {_lengths(backbone, task)}',
       f'PROMPT_SEED = {prompt_seed(backbone, task)}']
@@ -356,7 +367,8 @@ def run_backbone(config: Study, backbone: Backbone, out: str,
     from prompt_transfer_jax.transfer import zero_shot
     zs = zero_shot.zero_shot_matrix(model(), prompts, names, names, _lengths(backbone),
                                     config.zero_shot_batch_size,
-                                    max_examples=config.max_examples, baseline=config.baseline)
+                                    max_examples=config.max_examples, baseline=config.baseline,
+                                    model_parallel=backbone.model_parallel)
     if _is_writer():
       zs.save(transfer_path)
     _sync(f'zero-shot {label}')

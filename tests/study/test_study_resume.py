@@ -58,6 +58,12 @@ def test_study_configs_build(name):
         ('task_tuning', ('t5_laptop_v1',), True), ('task_tuning', ('t5_mnli_v1',), True),
         ('distance', ('t5_laptop_v1',), False), ('distance', ('t5_mnli_v1',), False)}
     assert len(cross_model.target_tasks(*config.backbones)) == 13   # the classification tasks
+  if name in ('t5_1_1_xxl_lm.gin', 'roberta_large_to_t5_xxl.gin'):   # the pod mesh reaches runs
+    xxl = backbones['t5_1_1_xxl_lm']
+    assert xxl.model_parallel == 8
+    assert 'ptj.train.model_parallel = 8' in study._run_bindings(config, xxl, 't5_sst2_v1', '/d')
+    assert study._parallel_bindings(xxl, 'ptj.train_projector') == [
+        'ptj.train_projector.model_parallel = 8']
   if name == 'synth.gin':
     assert [(x.source, x.target, x.train_tasks) for x in config.cross_model] == [
         ('roberta', 't5', ('synth_sentiment_a',))]
@@ -69,6 +75,16 @@ def test_per_task_prompt_seeds():
   assert {study.prompt_seed(shared, t) for t in T5_TASKS} == {0}
   seeds = [study.prompt_seed(per_task, t) for t in T5_TASKS]
   assert len(set(seeds)) == 3 and seeds == [study.prompt_seed(per_task, t) for t in T5_TASKS]
+
+
+def test_model_parallel_reaches_every_run_only_when_set():
+  one = study.Backbone('b', ('m.gin',), tuple(T5_TASKS))
+  assert study._parallel_bindings(one) == []
+  assert not any('model_parallel' in b for b in study._run_bindings(
+      study.Study('/o', (one,)), one, T5_TASKS[0], '/d'))
+  for bad in (0, 2.5, True):
+    with pytest.raises(ValueError, match='model_parallel must be a positive integer'):
+      study.Backbone('b', ('m.gin',), tuple(T5_TASKS), model_parallel=bad)
 
 
 def _kill_when(proc, path, what):
