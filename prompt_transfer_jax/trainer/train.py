@@ -11,9 +11,9 @@ the bad step.
 Safety: process 0 holds `run_lock.RunLock(MODEL_DIR)` for the whole run (a second run on the same
 directory is refused); the resume guard compares the operative config with the saved one before
 config.gin is (re)written; SIGINT / SIGTERM during training save a checkpoint at the current step
-and stop (`Interrupted`, exit 128 + signal), on several processes all at the same step although
-the signal reached one (`_StopSignals`); a failure deletes MODEL_DIR only if this run created it
-and it holds no committed work (`checkpointing.work_in`).
+and stop (`Interrupted`, exit 128 + signal; with several processes every process must get the
+signal); a failure deletes MODEL_DIR only if this run created it and it holds no committed work
+(`checkpointing.work_in`).
 """
 from __future__ import annotations
 
@@ -79,63 +79,30 @@ class _StopSignals:
   """SIGINT / SIGTERM handlers for one run (main thread only). Before `deferred` is set (setup,
   compilation of the model) a signal raises `Interrupted` at once; once the loop runs it is only
   recorded (`received`), and the loop saves at the current step and stops; a second signal while
-  it saves raises at once.
-
-  Several processes (`jax.distributed`) must stop at the same step and save the same checkpoint,
-  though a signal reaches only one of them: `synced` runs leave SIGTERM to JAX's preemption
-  service (which spreads the notice to every process), turn a SIGINT into that notice (a
-  SIGTERM to themselves), and stop only at the step all processes agree on
-  (`multihost_utils.reached_preemption_sync_point`, asked once per step). One process asks
-  nothing of the others.
-  """
+  it saves raises at once."""
 
   def __init__(self):
     self.received: Optional[int] = None
     self.deferred = False
-    self.synced = jax.process_count() > 1 and _preemption_service()
     self._saved = {}
-    self._asked: Optional[int] = None     # the last step asked of the sync point
-    self._agreed = False
 
   def _handle(self, signum, frame):
     del frame
-    if (self.deferred or self.synced) and self.received is None:
+    if self.deferred and self.received is None:
       self.received = signum
-      if self.synced and signum != signal.SIGTERM:
-        signal.raise_signal(signal.SIGTERM)    # the preemption service's notice
       return
     raise Interrupted(f'interrupted by {signal.Signals(signum).name} before any training step was '
                       'saved; run the same command to start again', signum)
 
-  def stop(self, step: int) -> Optional[int]:
-    """The signal to stop on at `step` (the state after `step` steps), or None."""
-    if not self.synced:
-      return self.received
-    if step != self._asked:
-      from jax.experimental import multihost_utils
-      self._asked = step
-      self._agreed = self._agreed or multihost_utils.reached_preemption_sync_point(step)
-    return (self.received or signal.SIGTERM) if self._agreed else None
-
   def __enter__(self) -> '_StopSignals':
     if threading.current_thread() is threading.main_thread():
-      for signum in (signal.SIGINT,) if self.synced else (signal.SIGINT, signal.SIGTERM):
+      for signum in (signal.SIGINT, signal.SIGTERM):
         self._saved[signum] = signal.signal(signum, self._handle)
     return self
 
   def __exit__(self, *exc) -> None:
     for signum, handler in self._saved.items():
       signal.signal(signum, handler)
-
-
-def _preemption_service() -> bool:
-  """Whether `jax.distributed` runs JAX's preemption sync manager (it handles SIGTERM)."""
-  from jax._src import distributed
-  if distributed.global_state.preemption_sync_manager is not None:
-    return True
-  logging.warning('jax.distributed runs without its preemption service '
-                  '(jax_enable_preemption_service): a signal stops only the process it reaches')
-  return False
 
 
 @gin.configurable(module='ptj')
@@ -377,17 +344,15 @@ class _Trainer:
       self.signals.deferred = True
       if self.step == 0 and s.eval_at_start:
         self.evaluate(0, None)
-      stopped = None
       while self.step < s.train_steps:
         self.train_to(self._boundaries[bisect.bisect_right(self._boundaries, self.step)])
-        stopped = self.signals.stop(self.step)
-        if stopped is not None:
+        if self.signals.received is not None:
           break
         for action in self.actions:     # log, evaluate, save: each on its own steps
           action(self.step)
         self.progress.reset_window(self.step)
-      if stopped is not None:
-        self._stop_on_signal(stopped)
+      if self.signals.received is not None:
+        self._stop_on_signal(self.signals.received)
     finally:
       self.progress.close()
     self.ckpt.wait()
@@ -398,8 +363,7 @@ class _Trainer:
 
   def _stop_on_signal(self, signum: int) -> None:
     """Preemption: flushes the metrics, saves a checkpoint at the current step, raises
-    `Interrupted` (a resume continues from this step). Several processes all get here at the
-    same step; those the signal did not reach report SIGTERM (the preemption notice)."""
+    `Interrupted` (a resume continues from this step)."""
     name = signal.Signals(signum).name
     self.flush_metrics(self.step)
     if self.step == 0:
@@ -430,7 +394,7 @@ class _Trainer:
   def train_to(self, stop: int) -> None:
     """Runs the training steps up to step `stop`; reads every step's metrics."""
     pending = None        # (step, metrics) of the last dispatched step, read one step later
-    while self.step < stop and self.signals.stop(self.step) is None:
+    while self.step < stop and self.signals.received is None:
       t0 = time.perf_counter()
       batch = data_lib.to_global(next(self.batches), self.batch_sharding)
       self.state, metrics = self.step_fn(self.state, self.params, batch)
