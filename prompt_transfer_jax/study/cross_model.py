@@ -174,23 +174,22 @@ def _run(xm: CrossModel, config: stages.Study, progress: stages.Progress) -> dic
   zero_shot_path = os.path.join(out, 'cross_model.json')
 
   def zero_shot_stage():
-    from prompt_transfer_jax.transfer import cross_model, project_cli
-    from prompt_transfer_jax.transfer import projector as projector_lib
-    spec, params, _ = projector_lib.load(projector_dir)
-    prompts = projector_lib.project(spec, params, cross_model.read_task_prompts(
-        source_prompts, targets, 'source prompt directory'), targets)
+    from prompt_transfer_jax.transfer import project_cli
+    model = stages._model(target)
+    columns, prompts = project_cli.project_task_prompts(model, [projector_dir], source_prompts,
+                                                        targets)
     # The target's own prompts were scored on the same examples by its zero-shot stage: the
     # relative scores divide by those rather than scoring them again.
     result = project_cli.cross_model_zero_shot(
-        stages._model(target), [projector_dir], source_prompts, targets, None,
-        stages._lengths(target), batch_size=config.zero_shot_batch_size,
+        model, [projector_dir], source_prompts, targets, None, stages._lengths(target),
+        projected=(columns, prompts), batch_size=config.zero_shot_batch_size,
         max_examples=config.max_examples, baseline=config.baseline,
         model_parallel=target.model_parallel)
     result['own'] = own_scores(os.path.join(config.out_dir, target.name, 'transfer.json'), targets)
     result['relative'] = [[None if not own else 100.0 * v / own for v in row]
                           for row, own in zip(result['scores'], result['own'])]
     if stages._is_writer():
-      for t, p in zip(targets, prompts):
+      for t, p in zip(targets, prompts[0]):
         save_prompt(projected(t), p)
       write_json(zero_shot_path, result)
     stages._sync(f'cross-model zero-shot {xm.name}')

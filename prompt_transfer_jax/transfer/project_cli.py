@@ -102,19 +102,17 @@ def _column_name(config: dict) -> str:
   return f'{config.get("method", "?")}:{"+".join(config.get("train_tasks", []))}'
 
 
-def cross_model_zero_shot(model, projector_dirs: Sequence[str], source_prompt_dir: str,
-                          targets: Sequence[str], target_prompt_dir: Optional[str] = None,
-                          lengths=None, **zero_shot_kwargs) -> dict:
-  """For every projector k and target task t: Proj_k(P_src_t) on t (`scores[t][k]`), and the
-  full matrix of every projected prompt on every target (`matrix`, `transfer.zero_shot`)."""
+def project_task_prompts(model, projector_dirs: Sequence[str], source_prompt_dir: str,
+                         targets: Sequence[str]) -> tuple:
+  """Each projector's Proj(P_src_t) for every target task t: (one column record per projector,
+  `[K, T, P, Et]`). Checks the source prompts and the target width against each projector."""
   import numpy as np
-  from prompt_transfer_jax.transfer import cross_model, zero_shot
+  from prompt_transfer_jax.transfer import cross_model
   from prompt_transfer_jax.transfer import projector as projector_lib
   if not projector_dirs:
     raise ValueError('no --projector given')
-  targets = list(targets)
   sources = cross_model.read_task_prompts(source_prompt_dir, targets, 'source prompt directory')
-  columns, names, prompts = [], [], []
+  columns, prompts = [], []
   for d in projector_dirs:
     spec, params, config = projector_lib.load(d)
     spec.check_source(sources, f'source prompts in {source_prompt_dir}')
@@ -126,9 +124,23 @@ def cross_model_zero_shot(model, projector_dirs: Sequence[str], source_prompt_di
       column = f'{column}#{len(columns)}'
     columns.append({'name': column, 'dir': os.path.abspath(d), 'method': config.get('method'),
                     'train_tasks': config.get('train_tasks')})
-    names += [f'{column}/{t}' for t in targets]
     prompts.append(projector_lib.project(spec, params, sources))
-  prompts = np.concatenate(prompts)
+  return columns, np.stack(prompts)
+
+
+def cross_model_zero_shot(model, projector_dirs: Sequence[str], source_prompt_dir: str,
+                          targets: Sequence[str], target_prompt_dir: Optional[str] = None,
+                          lengths=None, projected=None, **zero_shot_kwargs) -> dict:
+  """For every projector k and target task t: Proj_k(P_src_t) on t (`scores[t][k]`), and the
+  full matrix of every projected prompt on every target (`matrix`, `transfer.zero_shot`).
+  `projected`: `project_task_prompts`' result when the caller already has it."""
+  import numpy as np
+  from prompt_transfer_jax.transfer import cross_model, zero_shot
+  targets = list(targets)
+  columns, projected_prompts = projected or project_task_prompts(
+      model, projector_dirs, source_prompt_dir, targets)
+  names = [f'{c["name"]}/{t}' for c in columns for t in targets]
+  prompts = projected_prompts.reshape((-1,) + projected_prompts.shape[2:])
   if target_prompt_dir:
     own = cross_model.read_task_prompts(target_prompt_dir, targets, 'target prompt directory')
     if own.shape[1:] != prompts.shape[1:]:
