@@ -11,9 +11,9 @@ the bad step.
 Safety: process 0 holds `run_lock.RunLock(MODEL_DIR)` for the whole run (a second run on the same
 directory is refused); the resume guard compares the operative config with the saved one before
 config.gin is (re)written; SIGINT / SIGTERM during training save a checkpoint at the current step
-and stop (`Interrupted`, exit 128 + signal; with several processes every process must get the
-signal); a failure deletes MODEL_DIR only if this run created it and it holds no committed work
-(`checkpointing.work_in`).
+and stop (`preemption.Interrupted`, exit 128 + signal; with several processes, a signal that
+reaches any of them stops all at the same step); a failure deletes MODEL_DIR only if this run
+created it and it holds no committed work (`checkpointing.work_in`).
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 import signal
-import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -40,6 +39,7 @@ from prompt_transfer_jax.trainer import checkpointing
 from prompt_transfer_jax.trainer import data as data_lib
 from prompt_transfer_jax.trainer import evaluator as evaluator_lib
 from prompt_transfer_jax.trainer import gin_checks
+from prompt_transfer_jax.trainer import preemption
 from prompt_transfer_jax.trainer import progress as progress_lib
 from prompt_transfer_jax.trainer.gin_utils import require
 from prompt_transfer_jax.trainer import resume_guard
@@ -64,45 +64,6 @@ def _has_dropout(config) -> bool:
 
 class NonFiniteLossError(FloatingPointError):
   pass
-
-
-class Interrupted(KeyboardInterrupt):
-  """The run stopped on SIGINT / SIGTERM (after saving a checkpoint at the current step, when it
-  was training); `exit_code` is 128 + the signal number (130, 143)."""
-
-  def __init__(self, message: str, signum: int):
-    super().__init__(message)
-    self.exit_code = 128 + signum
-
-
-class _StopSignals:
-  """SIGINT / SIGTERM handlers for one run (main thread only). Before `deferred` is set (setup,
-  compilation of the model) a signal raises `Interrupted` at once; once the loop runs it is only
-  recorded (`received`), and the loop saves at the current step and stops; a second signal while
-  it saves raises at once."""
-
-  def __init__(self):
-    self.received: Optional[int] = None
-    self.deferred = False
-    self._saved = {}
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.deferred and self.received is None:
-      self.received = signum
-      return
-    raise Interrupted(f'interrupted by {signal.Signals(signum).name} before any training step was '
-                      'saved; run the same command to start again', signum)
-
-  def __enter__(self) -> '_StopSignals':
-    if threading.current_thread() is threading.main_thread():
-      for signum in (signal.SIGINT, signal.SIGTERM):
-        self._saved[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc) -> None:
-    for signum, handler in self._saved.items():
-      signal.signal(signum, handler)
 
 
 @gin.configurable(module='ptj')
@@ -187,7 +148,7 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
     lock.acquire()         # a second run on MODEL_DIR stops here (LockedError)
   ckpt = None
   try:
-    with _StopSignals() as signals:
+    with preemption.StopSignals() as signals:
       resume_guard.check_resume(model_dir, config_str, checkpointing.decided_on_process_0(
           lambda: checkpointing.newest_usable_step(model_dir)[0]), train_steps, force=force_resume)
       mesh, param_shardings, params = model.on_mesh(model_parallel)
@@ -293,9 +254,9 @@ class _Trainer:
 
   def __init__(self, model_dir: str, ckpt: checkpointing.Checkpointer, state, params, step_fn,
                evaluator: evaluator_lib.Evaluator, schedule: _Schedule, replicated,
-               batch_sharding, signals: Optional[_StopSignals] = None):
+               batch_sharding, signals: Optional[preemption.StopSignals] = None):
     self.model_dir, self.ckpt, self.schedule = model_dir, ckpt, schedule
-    self.signals = signals or _StopSignals()
+    self.signals = signals or preemption.StopSignals()
     self.state, self.params, self.step_fn = state, params, step_fn
     self.evaluator, self.replicated, self.batch_sharding = evaluator, replicated, batch_sharding
     self.record = run_record.RunRecord(model_dir, schedule.task_name, evaluator.metric_name)
@@ -342,17 +303,22 @@ class _Trainer:
                               f' {problem}')
       self._clock = time.perf_counter()
       self.signals.deferred = True
-      if self.step == 0 and s.eval_at_start:
+      stop_signal = self.signals.poll(wait=True)   # several processes: a signal during setup
+      if stop_signal is None and self.step == 0 and s.eval_at_start:
         self.evaluate(0, None)
-      while self.step < s.train_steps:
-        self.train_to(self._boundaries[bisect.bisect_right(self._boundaries, self.step)])
-        if self.signals.received is not None:
+      if (stop_signal is None and 0 < self.step == s.train_steps and
+          not any(h['step'] == self.step for h in self.record.history)):
+        self.evaluate(self.step, None)   # stopped at the last step, before its evaluation
+      while stop_signal is None and self.step < s.train_steps:
+        stop_signal = self.train_to(
+            self._boundaries[bisect.bisect_right(self._boundaries, self.step)])
+        if stop_signal is not None:
           break
         for action in self.actions:     # log, evaluate, save: each on its own steps
           action(self.step)
         self.progress.reset_window(self.step)
-      if self.signals.received is not None:
-        self._stop_on_signal(self.signals.received)
+      if stop_signal is not None:
+        self._stop_on_signal(stop_signal)
     finally:
       self.progress.close()
     self.ckpt.wait()
@@ -367,14 +333,14 @@ class _Trainer:
     name = signal.Signals(signum).name
     self.flush_metrics(self.step)
     if self.step == 0:
-      raise Interrupted(f'interrupted by {name} before the first step; run the same command to '
-                        'start again', signum)
+      raise preemption.Interrupted(f'interrupted by {name} before the first step; run the same '
+                                   'command to start again', signum)
     if self.saved_step != self.step:
       self.save(self.step)
     self.ckpt.wait()
-    raise Interrupted(f'interrupted by {name} at step {self.step}; saved '
-                      f'{checkpointing.STEP_PREFIX}_{self.step}; run the same command to resume',
-                      signum)
+    raise preemption.Interrupted(f'interrupted by {name} at step {self.step}; saved '
+                                 f'{checkpointing.STEP_PREFIX}_{self.step}; run the same command to '
+                                 'resume', signum)
 
   def resume(self) -> bool:
     """Restores the latest checkpoint of MODEL_DIR, if any (state, best prompt, clock, record)."""
@@ -391,14 +357,17 @@ class _Trainer:
     self.record.save(self.best_prompt)   # drop what a cut-short run recorded after this checkpoint
     return True
 
-  def train_to(self, stop: int) -> None:
-    """Runs the training steps up to step `stop`; reads every step's metrics."""
+  def train_to(self, stop: int) -> Optional[int]:
+    """Runs the training steps up to step `stop` (or to a step where a signal stops the run);
+    reads every step's metrics; the signal to stop on, or None."""
     pending = None        # (step, metrics) of the last dispatched step, read one step later
-    while self.step < stop and self.signals.received is None:
+    stop_signal = None
+    while self.step < stop and stop_signal is None:
       t0 = time.perf_counter()
       batch = data_lib.to_global(next(self.batches), self.batch_sharding)
       self.state, metrics = self.step_fn(self.state, self.params, batch)
       self.step += 1
+      stop_signal = self.signals.poll()
       if pending is not None:
         self._read_metrics(*pending)
       pending = (self.step, metrics)
@@ -414,6 +383,7 @@ class _Trainer:
         self._window, self._window_tokens = [], 0.0
     if pending is not None:
       self._read_metrics(*pending)
+    return stop_signal if stop_signal is not None else self.signals.poll(wait=True)
 
   def _read_metrics(self, step: int, metrics) -> None:
     values = {k: float(host(v)) for k, v in metrics.items()}

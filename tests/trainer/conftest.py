@@ -48,16 +48,18 @@ def final_prompt(model_dir, step):
   return np.load(checkpointing.numpy_prompt_path(str(model_dir), step), allow_pickle=False)
 
 
-def ptj_subprocess(args, devices: int = 1, **kwargs):
-  """Starts `python -m prompt_transfer_jax.cli ARGS` in the repository root, on `devices` CPU
-  devices, with XLA's backend optimisations off (a tiny model compiles 3x faster; results stay
-  deterministic, and every process of a test gets the same flags)."""
+def ptj_subprocess(args, devices: int = 1, module: str = 'prompt_transfer_jax.cli', env=None,
+                   **kwargs):
+  """Starts `python -m prompt_transfer_jax.cli ARGS` (or another `module`) in the repository root,
+  on `devices` CPU devices, with XLA's backend optimisations off (a tiny model compiles 3x faster;
+  results stay deterministic, and every process of a test gets the same flags); `env`: more
+  environment variables."""
   flags = '--xla_backend_optimization_level=0'
   if devices > 1:
     flags += f' --xla_force_host_platform_device_count={devices}'
   env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='3', HF_HUB_OFFLINE='1',
-             XLA_FLAGS=flags, JAX_PLATFORMS='cpu')
-  return subprocess.Popen([sys.executable, '-m', 'prompt_transfer_jax.cli'] + list(args),
+             XLA_FLAGS=flags, JAX_PLATFORMS='cpu', **(env or {}))
+  return subprocess.Popen([sys.executable, '-m', module] + list(args),
                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, **kwargs)
 

@@ -91,6 +91,23 @@ def test_sigint_then_sigterm_save_the_current_step_and_resume_bit_identically(
   assert not [p for p in model_dir.rglob('*') if 'tmp' in p.name]
 
 
+def test_a_signal_at_the_last_step_saves_it_and_the_resume_runs_the_last_evaluation(
+    tmp_path, run_train, monkeypatch, reference):
+  ref_dir, ref_prompt, ref_history = reference
+  model_dir = tmp_path / 'run'
+  _signal_at(monkeypatch, signal.SIGTERM, STEPS)
+  rc, _, err = run_train(_args(model_dir))
+  assert rc == 143 and f'interrupted by SIGTERM at step {STEPS}' in _one_line(err), err
+  assert _history(model_dir)[0] == ref_history[0][:-1]      # stopped before the last evaluation
+  monkeypatch.undo()
+  rc, _, err = run_train(_args(model_dir))
+  assert rc == 0 and f'resumed {model_dir} at step {STEPS}' in err, err
+  assert _history(model_dir) == ref_history
+  np.testing.assert_array_equal(final_prompt(model_dir, STEPS), ref_prompt)
+  np.testing.assert_array_equal(np.load(model_dir / run_record.BEST_PROMPT_FILE),
+                                np.load(ref_dir / run_record.BEST_PROMPT_FILE))
+
+
 def _wait_for(condition, proc, timeout=240):
   deadline = time.time() + timeout
   while not condition() and proc.poll() is None and time.time() < deadline:
