@@ -4,7 +4,10 @@ It sees the model only through the backbone interface (`ffn_activations(params, 
 stack, kind) -> [B, layers, length, d_ff]`), so T5 and RoBERTa share it. One jitted call runs a
 chunk of C prompts on M input examples as one batch of C*M rows (the prompt argument is
 `[C*M, P, E]`), keeps one position per layer, and averages over the examples. Chunks stream into
-an activation `.npz` (see `activation_store`).
+an activation `.npz` (see `activation_store`). Parameters sharded on a mesh (`PlacedParams`, as
+every run places them) are used where they lie: the call is traced under the logical-axis rules,
+so T5-XXL's FFN activations are computed sharded and only the `[C, layers, d_ff]` result is
+gathered.
 
 Defaults follow the original code (spec section 5.2): T5 reads the decoder FFN pre-activation
 (`wi` / `wi_0`) at the first decoding step for the encoder input prompt + `<extra_id_0>`;
@@ -23,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prompt_transfer_jax import partitioning
 from prompt_transfer_jax.analysis.activation_store import ActivationWriter
 from prompt_transfer_jax.models.t5 import FFN_HIDDEN, FFN_PRE_ACTIVATION
 
@@ -91,13 +95,7 @@ def _select_position(acts, spec: ExtractionSpec, prompt_length: int):
   return acts[:, :, index]
 
 
-@functools.lru_cache(maxsize=32)
-def make_extract_fn(backbone, spec: ExtractionSpec = T5_SPEC):
-  """A jitted `(params, prompts [C, P, E], inputs {name: [M, ...]}) -> [C, layers, d_ff]`.
-
-  Each prompt runs on all M input examples; activations are averaged over the examples. Cached
-  per (backbone, spec), so repeated extractions reuse the compiled function.
-  """
+def _extract_body(backbone, spec: ExtractionSpec):
   def extract(params, prompts, inputs):
     c, p = prompts.shape[:2]
     m = next(iter(inputs.values())).shape[0]
@@ -108,7 +106,32 @@ def make_extract_fn(backbone, spec: ExtractionSpec = T5_SPEC):
       acts = acts[:, jnp.asarray(spec.layers)]
     acts = _select_position(acts, spec, p).astype(jnp.float32)
     return acts.reshape((c, m) + acts.shape[1:]).mean(axis=1)
-  return jax.jit(extract)
+  return extract
+
+
+@functools.lru_cache(maxsize=32)
+def make_extract_fn(backbone, spec: ExtractionSpec = T5_SPEC):
+  """A jitted `(params, prompts [C, P, E], inputs {name: [M, ...]}) -> [C, layers, d_ff]`.
+
+  Each prompt runs on all M input examples; activations are averaged over the examples. Cached
+  per (backbone, spec), so repeated extractions reuse the compiled function.
+  """
+  return jax.jit(_extract_body(backbone, spec))
+
+
+def _mesh_extract_fn(backbone, spec: ExtractionSpec, placed: partitioning.PlacedParams):
+  """`make_extract_fn` for parameters sharded on a mesh (`FrozenModel.on_mesh`): traced under
+  the logical-axis rules (rows over 'data', heads and d_ff over 'model'); prompts, inputs and the
+  result replicated, so every process reads the whole result."""
+  replicated = partitioning.replicated(placed.mesh)
+  fn = jax.jit(partitioning.constrain_activations(_extract_body(backbone, spec), placed.mesh),
+               in_shardings=(placed.shardings, replicated, replicated), out_shardings=replicated)
+
+  def extract(prompts, inputs):
+    prompts, inputs = partitioning.place((prompts, inputs), jax.tree.map(
+        lambda _: replicated, (prompts, inputs)))
+    return partitioning.host(fn(placed.params, prompts, inputs))
+  return extract
 
 
 def _check_inputs(inputs: Mapping[str, np.ndarray], vocab_size: Optional[int] = None) -> dict:
@@ -150,7 +173,8 @@ def iter_activations(backbone, params, prompts, inputs: Optional[Mapping] = None
                      spec: ExtractionSpec = T5_SPEC, chunk_size: int = 8, progress: bool = False,
                      names: Optional[Sequence[str]] = None):
   """Yields `[c, layers, d_ff]` numpy chunks for `prompts` `[N, P, E]` (named `names` in errors),
-  in order.
+  in order. `params`: the parameters on one device (or host), or a `partitioning.PlacedParams`
+  (sharded on a mesh: T5-XXL).
 
   The last chunk is padded with zero prompts to `chunk_size` so one compilation serves all.
   """
@@ -160,7 +184,10 @@ def iter_activations(backbone, params, prompts, inputs: Optional[Mapping] = None
   if chunk_size <= 0:
     raise ValueError(f'chunk_size must be positive, got {chunk_size}')
   inputs = _check_inputs(t5_sentinel_inputs() if inputs is None else inputs, _vocab_size(backbone))
-  fn = make_extract_fn(backbone, spec)
+  if isinstance(params, partitioning.PlacedParams):
+    fn = _mesh_extract_fn(backbone, spec, params)
+  else:
+    fn = functools.partial(make_extract_fn(backbone, spec), params)
   n = prompts.shape[0]
   chunk_size = min(chunk_size, n)
   starts = range(0, n, chunk_size)
@@ -172,7 +199,7 @@ def iter_activations(backbone, params, prompts, inputs: Optional[Mapping] = None
     real = chunk.shape[0]
     if real < chunk_size:
       chunk = np.concatenate([chunk, np.zeros((chunk_size - real,) + chunk.shape[1:], chunk.dtype)])
-    out = np.asarray(fn(params, chunk, inputs))[:real]
+    out = np.asarray(fn(chunk, inputs))[:real]
     check_finite(out, 'the activations', (names or range(n))[start:start + real])
     yield out
 

@@ -143,10 +143,11 @@ def _position(text: str):
 
 
 def _load_model(args):
-  """(backbone, params) from `--model` (a preset name or a checkpoint) for `--family`."""
+  """(backbone, parameters placed on a mesh with `--model_parallel`) from `--model` (a preset
+  name or a checkpoint) for `--family`."""
   from prompt_transfer_jax.trainer import frozen_model
   model = frozen_model.load(args.model, args.family, args.config)
-  return model.backbone, model.params
+  return model.backbone, model.on_mesh(args.model_parallel)
 
 
 def _model_flags(fv: flags.FlagValues) -> None:
@@ -170,6 +171,8 @@ def _model_flags(fv: flags.FlagValues) -> None:
                       'decoder_input_tokens [M, T]) to average over instead of the default input',
                       flag_values=fv)
   flags.DEFINE_integer('chunk_size', 8, 'prompts per jitted call', lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer('model_parallel', 1, "size of the mesh's model axis (the frozen model is "
+                       'sharded over it, as in ptj train)', lower_bound=1, flag_values=fv)
 
 
 def _extraction(fv):

@@ -405,8 +405,8 @@ def run_backbone(config: Study, backbone: Backbone, out: str,
     else:
       spec, inputs = act.T5_SPEC, act.t5_sentinel_inputs(backbone.t5_activation_token)
     tmp = atomic_path(acts_path) + '.npz'
-    act.extract_to_file(tmp, m.backbone, m.params, names, prompts, inputs, spec, progress=False,
-                        meta={'model': m.source, 'family': m.family})
+    act.extract_to_file(tmp, m.backbone, m.on_mesh(backbone.model_parallel), names, prompts,
+                        inputs, spec, progress=False, meta={'model': m.source, 'family': m.family})
     if _is_writer():
       os.replace(tmp, acts_path)
     elif os.path.exists(tmp):

@@ -1,4 +1,7 @@
-"""The extractor against the model's FFN projections captured directly, one prompt at a time."""
+"""The extractor against the model's FFN projections captured directly, one prompt at a time,
+and on a mesh against one device."""
+import textwrap
+
 import jax
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from prompt_transfer_jax.analysis import activations as act
 from prompt_transfer_jax.analysis.activation_store import load_activations
 from prompt_transfer_jax.config import t5_preset
 from prompt_transfer_jax.models import t5 as t5_lib
+from tests.fake_devices import run_script
 
 CONFIG = t5_preset('t5x_tiny')
 
@@ -118,3 +122,36 @@ def test_spec_errors(prompts, tiny_model):
   backbone, params = tiny_model
   with pytest.raises(ValueError, match=r'prompts must be \[N, P, 8\]'):
     act.extract_activations(backbone, params, prompts[..., :3])
+
+
+_MESH_SCRIPT = textwrap.dedent('''
+    import jax
+    import numpy as np
+    from prompt_transfer_jax import tasks
+    from prompt_transfer_jax.analysis import activations as act
+    from prompt_transfer_jax.trainer import frozen_model
+    t5 = frozen_model.t5_model(preset='t5_demo', config_overrides=dict(
+        vocab_size=tasks.SYNTH_VOCAB_SIZE, emb_dim=32, num_heads=2, head_dim=16, mlp_dim=64))
+    roberta = frozen_model.roberta_model(preset='roberta_tiny',
+                                         config_overrides={'vocab_size': 1024})
+    rng = np.random.default_rng(0)
+    for model, spec, inputs in ((t5, act.T5_SPEC, act.t5_sentinel_inputs(5)),
+                                (roberta, act.ROBERTA_SPEC, act.roberta_bos_inputs())):
+      prompts = rng.normal(size=(5, 4, model.embed_dim)).astype(np.float32)
+      one = act.extract_activations(model.backbone, model.params, prompts, inputs, spec, 2)
+      placed = model.on_mesh(2)                        # a 4 x 2 (data, model) mesh
+      sharded = [l for l in jax.tree.leaves(placed.params)
+                 if not l.sharding.is_fully_replicated]
+      assert sharded, 'nothing is sharded over the model axis'
+      mesh = act.extract_activations(model.backbone, placed, prompts, inputs, spec, 2)
+      assert mesh.shape == one.shape, (mesh.shape, one.shape)
+      np.testing.assert_allclose(mesh, one, rtol=1e-5, atol=1e-5)
+      print(model.family, 'OK', len(sharded))
+''')
+
+
+def test_sharded_parameters_give_the_same_activations_as_one_device():
+  """`PlacedParams` on a 4 x 2 fake-device mesh (T5 and RoBERTa, 3 chunks, the last padded):
+  the activations of one device, to 1e-5."""
+  out = run_script(_MESH_SCRIPT)
+  assert 't5 OK' in out and 'roberta OK' in out, out
