@@ -157,18 +157,32 @@ WORK_FILES = ('metrics.json', 'best_prompt.npy')
 WORK_DIRS = ('train', 'training_eval', NUMPY_DIR)
 
 
-def work_in(model_dir: str) -> list[str]:
-  """The committed work in `model_dir` (checkpoints, snapshots, records, events); a failure
-  handler may remove a directory it created only when this is empty."""
+def work_in(model_dir: str, work_dirs: Sequence[str] = ()) -> list[str]:
+  """The committed work in `model_dir` (checkpoints, snapshots, records, events and any of
+  `work_dirs`); a failure handler may remove a directory it created only when this is empty."""
   if not os.path.isdir(model_dir):
     return []
   found = [f'{STEP_PREFIX}_{s}' for s in committed_steps(model_dir)]
   found += [name for name in WORK_FILES if os.path.exists(os.path.join(model_dir, name))]
-  for name in WORK_DIRS:
+  for name in WORK_DIRS + tuple(work_dirs):
     path = os.path.join(model_dir, name)
     if os.path.isdir(path) and any(names for _, _, names in os.walk(path)):
       found.append(name)
   return found
+
+
+def clean_up_failed(model_dir: str, ckpt: Optional['Checkpointer'], created: bool,
+                    work_dirs: Sequence[str] = ()) -> None:
+  """After a failure: lets a pending save finish, then removes MODEL_DIR only if this run created
+  it and it holds no committed work (`work_in`: a save that failed, e.g. on a full disk, leaves
+  earlier checkpoints, snapshots, records and events in place)."""
+  if ckpt is not None:
+    try:
+      ckpt.wait()
+    except Exception as e:  # noqa: BLE001  (the run's own error is the one reported)
+      logging.warning('while stopping after a failure, the pending checkpoint failed too: %s', e)
+  if created and jax.process_index() == 0 and not work_in(model_dir, work_dirs):
+    shutil.rmtree(model_dir, ignore_errors=True)
 
 
 def numpy_prompt_path(model_dir: str, step: int) -> str:

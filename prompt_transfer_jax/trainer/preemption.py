@@ -15,7 +15,7 @@ import collections
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Callable, NoReturn, Optional
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from prompt_transfer_jax.partitioning import host
+from prompt_transfer_jax.trainer.checkpointing import STEP_PREFIX
 
 
 class Interrupted(KeyboardInterrupt):
@@ -102,3 +103,18 @@ class StopSignals:
   def __exit__(self, *exc) -> None:
     for signum, handler in self._saved.items():
       signal.signal(signum, handler)
+
+
+def save_and_stop(signum: int, step: int, saved_step: Optional[int],
+                  save: Callable[[int], None], wait: Callable[[], None]) -> NoReturn:
+  """The stop of a training loop on `signum`: saves a checkpoint at `step` (unless `saved_step`
+  is that step), waits for it to commit, raises `Interrupted` (a resume continues from there)."""
+  name = signal.Signals(signum).name
+  if step == 0:
+    raise Interrupted(f'interrupted by {name} before the first step; run the same command to '
+                      'start again', signum)
+  if saved_step != step:
+    save(step)
+  wait()
+  raise Interrupted(f'interrupted by {name} at step {step}; saved {STEP_PREFIX}_{step}; run the '
+                    'same command to resume', signum)

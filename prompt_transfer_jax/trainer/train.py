@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import logging
 import math
 import os
-import shutil
-import signal
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -183,7 +180,7 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
       return _Trainer(model_dir, ckpt, state, params, step_fn, evaluator, schedule,
                       partitioning.replicated(mesh), batch_sharding, signals).run()
   except BaseException:
-    _clean_up_failed(model_dir, ckpt, created)
+    checkpointing.clean_up_failed(model_dir, ckpt, created)
     raise
   finally:
     try:
@@ -192,20 +189,6 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
     finally:
       if lock is not None:
         lock.release()
-
-
-def _clean_up_failed(model_dir: str, ckpt: Optional[checkpointing.Checkpointer],
-                     created: bool) -> None:
-  """After a failure: lets a pending save finish, then removes MODEL_DIR only if this run created
-  it and it holds no committed work (a save that failed, e.g. on a full disk, leaves earlier
-  checkpoints, snapshots, records and events in place)."""
-  if ckpt is not None:
-    try:
-      ckpt.wait()
-    except Exception as e:  # noqa: BLE001  (the run's own error is the one reported)
-      logging.warning('while stopping after a failure, the pending checkpoint failed too: %s', e)
-  if created and jax.process_index() == 0 and not checkpointing.work_in(model_dir):
-    shutil.rmtree(model_dir, ignore_errors=True)
 
 
 def _train_label_targets(model, task_names) -> Optional[np.ndarray]:
@@ -330,17 +313,8 @@ class _Trainer:
   def _stop_on_signal(self, signum: int) -> None:
     """Preemption: flushes the metrics, saves a checkpoint at the current step, raises
     `Interrupted` (a resume continues from this step)."""
-    name = signal.Signals(signum).name
     self.flush_metrics(self.step)
-    if self.step == 0:
-      raise preemption.Interrupted(f'interrupted by {name} before the first step; run the same '
-                                   'command to start again', signum)
-    if self.saved_step != self.step:
-      self.save(self.step)
-    self.ckpt.wait()
-    raise preemption.Interrupted(f'interrupted by {name} at step {self.step}; saved '
-                                 f'{checkpointing.STEP_PREFIX}_{self.step}; run the same command to '
-                                 'resume', signum)
+    preemption.save_and_stop(signum, self.step, self.saved_step, self.save, self.ckpt.wait)
 
   def resume(self) -> bool:
     """Restores the latest checkpoint of MODEL_DIR, if any (state, best prompt, clock, record)."""

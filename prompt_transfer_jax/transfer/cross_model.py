@@ -18,7 +18,9 @@ function of the step number. `train_projector` (gin: `ptj.train_projector`) eval
 `eval_period` steps on the training tasks' validation split (Proj(P_src_t) on task t, the task's
 metric, mean over tasks) and keeps the best projector in MODEL_DIR/best_projector; without a
 target model (distance only) the score is minus the MSE over all pairs. MODEL_DIR resumes like
-`ptj train`: projector, optimizer state, step, each task's data position, best step and history.
+`ptj train`: projector, optimizer state, step, each task's data position, best step and history;
+as there, one run holds MODEL_DIR (`run_lock`), SIGINT / SIGTERM save the current step and stop
+(`preemption`), and a failure removes only a MODEL_DIR it created that holds no committed work.
 
 Source prompts are found by target task name in a prompt directory (`NAME.npy`, see
 `source_prompt_names`), so a RoBERTa prompt directory (`roberta_laptop.npy`, or `laptop.npy`)
@@ -29,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -43,6 +44,8 @@ from jax.sharding import NamedSharding
 
 from prompt_transfer_jax import files, partitioning
 from prompt_transfer_jax.trainer import checkpointing
+from prompt_transfer_jax.trainer import preemption
+from prompt_transfer_jax.trainer import run_lock
 from prompt_transfer_jax.trainer import step as step_lib
 from prompt_transfer_jax.trainer.gin_utils import require
 from prompt_transfer_jax.partitioning import host, place
@@ -266,19 +269,24 @@ def train_projector(model_dir: str = gin.REQUIRED, method: str = gin.REQUIRED,
   trainer = _Trainer(setup, model, loss_cfg, batch_size, seed, task_feature_lengths,
                      eval_batch_size or batch_size, max_eval_examples, log or (lambda _: None))
   created = not os.path.exists(model_dir)
+  lock = run_lock.RunLock(model_dir) if jax.process_index() == 0 else None
+  if lock is not None:
+    lock.acquire()         # a second run on MODEL_DIR stops here (LockedError)
   ckpt = None
   try:
-    ckpt = checkpointing.Checkpointer(model_dir, keep=1)
-    return trainer.run(model_dir, ckpt, train_steps, eval_period, eval_at_start, meta)
+    with preemption.StopSignals() as signals:
+      ckpt = checkpointing.Checkpointer(model_dir, keep=1)
+      return trainer.run(model_dir, ckpt, train_steps, eval_period, eval_at_start, meta, signals)
   except BaseException:
-    if ckpt is not None:
-      ckpt.wait()
-    if created and (ckpt is None or ckpt.latest_step() is None):
-      shutil.rmtree(model_dir, ignore_errors=True)
+    checkpointing.clean_up_failed(model_dir, ckpt, created, work_dirs=(BEST_PROJECTOR,))
     raise
   finally:
-    if ckpt is not None:
-      ckpt.close()
+    try:
+      if ckpt is not None:
+        ckpt.close()
+    finally:
+      if lock is not None:
+        lock.release()
 
 
 class _Trainer:
@@ -354,7 +362,7 @@ class _Trainer:
     return self.s.sources[idx], self.s.targets[idx]
 
   def run(self, model_dir: str, ckpt, train_steps: int, eval_period: int, eval_at_start: bool,
-          meta: dict) -> dict:
+          meta: dict, signals: preemption.StopSignals) -> dict:
     from prompt_transfer_jax.trainer import run_record
     from prompt_transfer_jax.trainer import data as data_lib
     state, spec, n = self.s.state, self.s.spec, len(self.s.tasks)
@@ -406,11 +414,24 @@ class _Trainer:
                f'(best {record.best_score:.4g} at step {record.best_step})')
       overhead += time.perf_counter() - t0
 
-    if start == 0 and eval_at_start:
+    def save(step):
+      nonlocal overhead, saved_step
+      t0, at = time.perf_counter(), now()
+      ckpt.save(step, {'state': state},
+                dict(meta, spec=spec.to_json(), elapsed_s=at, train_s=at - overhead,
+                     best_step=record.best_step, best_score=record.best_score,
+                     batch_size=self.batch_size))
+      saved_step = step
+      overhead += time.perf_counter() - t0
+
+    saved_step = start if latest is not None else None
+    signals.deferred = True
+    stop_signal = signals.poll(wait=True)    # several processes: a signal during setup
+    if stop_signal is None and start == 0 and eval_at_start:
       evaluate(0, None)
     losses = []
     step = start
-    while step < train_steps:
+    while step < train_steps and stop_signal is None:
       if self.steps is None:
         source, target = self._distance_batch(step)
         state, metrics = self.distance_step(state, place(source, self.replicated),
@@ -420,6 +441,7 @@ class _Trainer:
         batch = data_lib.to_global(next(batches[i]), partitioning.data_sharding(self.s.mesh))
         state, metrics = self.steps[i](state, self.frozen, self.source_list[i], batch)
       step += 1
+      stop_signal = signals.poll()
       loss = float(host(metrics['loss']))
       if not math.isfinite(loss):
         raise FloatingPointError(f'loss is {loss} at step {step}; stopping (lower the learning '
@@ -429,14 +451,12 @@ class _Trainer:
       if step % eval_period == 0 or step == train_steps:
         evaluate(step, float(np.mean(losses)))
         losses = []
-        t0, at = time.perf_counter(), now()
-        ckpt.save(step, {'state': state},
-                  dict(meta, spec=spec.to_json(), elapsed_s=at, train_s=at - overhead,
-                       best_step=record.best_step, best_score=record.best_score,
-                       batch_size=self.batch_size))
-        overhead += time.perf_counter() - t0
+        save(step)
+    if stop_signal is not None:
+      preemption.save_and_stop(stop_signal, step, saved_step, save, ckpt.wait)
     ckpt.wait()
     summary = record.to_json()
     summary.update(final_step=step, model_dir=model_dir, projector_dir=best_dir,
                    final_params=state.params, spec=spec.to_json(), **meta)
     return summary
+

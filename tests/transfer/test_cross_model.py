@@ -1,7 +1,9 @@
 """Cross-model projector training: task tuning through a frozen target, distance minimizing,
 resume, the `ptj project` CLI end to end on the synthetic tasks, and bad input."""
+import errno
 import json
 import os
+import signal
 
 import jax
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 
 from prompt_transfer_jax import partitioning
 from prompt_transfer_jax.tasks import SYNTH_VOCAB_SIZE
-from prompt_transfer_jax.trainer import frozen_model, runs
+from prompt_transfer_jax.trainer import checkpointing, frozen_model, preemption, run_lock, runs
 from prompt_transfer_jax.trainer import step as step_lib
 from prompt_transfer_jax.partitioning import host, place
 from prompt_transfer_jax.transfer import cross_model, project_cli
@@ -110,6 +112,72 @@ def test_distance_fits_a_held_in_pair_and_resumes_bit_identically(tmp_path):
   assert [h['step'] for h in resumed['history']] == [0, 100, 200, 300]
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(host(a), host(b)),
                resumed['final_params'], full['final_params'])
+
+
+def _distance_kwargs(tmp_path, **extra):
+  rng = np.random.default_rng(1)
+  for name, shape in (('src', (4, 8)), ('tgt', (4, 12))):
+    (tmp_path / name).mkdir(exist_ok=True)
+    np.save(tmp_path / name / 'synth_sentiment_a.npy', rng.normal(size=shape).astype(np.float32))
+  return dict(method='distance', train_tasks=['synth_sentiment_a'],
+              source_prompt_dir=str(tmp_path / 'src'), target_prompt_dir=str(tmp_path / 'tgt'),
+              hidden_dim=32, layer_norm=False, batch_size=4, eval_period=10, train_steps=30,
+              optimizer=cross_model.projector_optimizer('distance', learning_rate=1e-2), **extra)
+
+
+def test_sigterm_saves_the_current_step_and_the_resume_is_bit_identical(tmp_path, monkeypatch):
+  kwargs = _distance_kwargs(tmp_path)
+  full = cross_model.train_projector(model_dir=str(tmp_path / 'full'), **kwargs)
+  real = cross_model._Trainer._distance_batch
+
+  def batch(self, step):         # the batch of step 14 (steps count from 1)
+    if step == 13:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return real(self, step)
+  monkeypatch.setattr(cross_model._Trainer, '_distance_batch', batch)
+  cut = tmp_path / 'cut'
+  with pytest.raises(preemption.Interrupted, match='interrupted by SIGTERM at step 14; saved '
+                     'checkpoint_14; run the same command to resume') as raised:
+    cross_model.train_projector(model_dir=str(cut), **kwargs)
+  assert raised.value.exit_code == 143
+  assert checkpointing.committed_steps(str(cut)) == [14]
+  assert not (cut / run_lock.LOCK_FILE).exists()
+  monkeypatch.undo()
+  resumed = cross_model.train_projector(model_dir=str(cut), **kwargs)
+  assert [h['step'] for h in resumed['history']] == [0, 10, 20, 30]
+  assert [h['score'] for h in resumed['history']] == [h['score'] for h in full['history']]
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(host(a), host(b)),
+               resumed['final_params'], full['final_params'])
+
+
+def test_a_second_run_is_refused_and_a_failed_run_keeps_its_committed_work(tmp_path,
+                                                                           monkeypatch):
+  kwargs = _distance_kwargs(tmp_path)
+  busy = tmp_path / 'busy'
+  lock = run_lock.RunLock(str(busy))
+  lock.acquire()
+  try:
+    with pytest.raises(run_lock.LockedError, match=f'{busy} is in use by pid {os.getpid()}'):
+      cross_model.train_projector(model_dir=str(busy), **kwargs)
+  finally:
+    lock.release()
+  assert os.listdir(busy) == []
+
+  def full_disk(self, step, state, meta):
+    raise OSError(errno.ENOSPC, 'No space left on device')
+  monkeypatch.setattr(checkpointing.Checkpointer, 'save', full_disk)
+  failed = tmp_path / 'failed'
+  with pytest.raises(OSError, match='No space left'):
+    cross_model.train_projector(model_dir=str(failed), **kwargs)
+  assert (failed / cross_model.BEST_PROJECTOR / 'projector.json').exists()   # step 0 and 10
+  monkeypatch.undo()
+
+  def broken(self, step):
+    raise RuntimeError('broken batch')
+  monkeypatch.setattr(cross_model._Trainer, '_distance_batch', broken)
+  with pytest.raises(RuntimeError, match='broken batch'):   # nothing committed: nothing kept
+    cross_model.train_projector(model_dir=str(tmp_path / 'none'), eval_at_start=False, **kwargs)
+  assert not (tmp_path / 'none').exists()
 
 
 @pytest.fixture(scope='module')
