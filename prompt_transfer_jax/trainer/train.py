@@ -8,12 +8,12 @@ best prompt and elapsed time all come back, so an interrupted run ends bit-ident
 uninterrupted one. A non-finite loss stops the run with an error before anything is saved from
 the bad step.
 
-Safety: process 0 holds `run_lock.RunLock(MODEL_DIR)` for the whole run (a second run on the same
-directory is refused); the resume guard compares the operative config with the saved one before
-config.gin is (re)written; SIGINT / SIGTERM during training save a checkpoint at the current step
-and stop (`preemption.Interrupted`, exit 128 + signal; with several processes, a signal that
-reaches any of them stops all at the same step); a failure deletes MODEL_DIR only if this run
-created it and it holds no committed work (`checkpointing.work_in`).
+Safety (`run_dir.hold`): process 0 holds `run_lock.RunLock(MODEL_DIR)` for the whole run (a
+second run on the same directory is refused); the resume guard compares the operative config with
+the saved one before config.gin is (re)written; SIGINT / SIGTERM during training save a checkpoint
+at the current step and stop (`preemption.Interrupted`, exit 128 + signal; with several processes,
+a signal that reaches any of them stops all at the same step); a failure deletes MODEL_DIR only if
+this run created it and it holds no committed work (`checkpointing.work_in`).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from prompt_transfer_jax.trainer import preemption
 from prompt_transfer_jax.trainer import progress as progress_lib
 from prompt_transfer_jax.trainer.gin_utils import require
 from prompt_transfer_jax.trainer import resume_guard
-from prompt_transfer_jax.trainer import run_lock
+from prompt_transfer_jax.trainer import run_dir
 from prompt_transfer_jax.trainer import run_record
 from prompt_transfer_jax.trainer import step as step_lib
 
@@ -139,56 +139,40 @@ def train(model_dir: str = gin.REQUIRED, model=gin.REQUIRED,
     evaluator_lib.check_token_ids(model, name)
   data_lib.local_batch_size(batch_size, jax.process_count())
 
-  created = not os.path.exists(model_dir)
-  lock = run_lock.RunLock(model_dir) if jax.process_index() == 0 else None
-  if lock is not None:     # before the model is placed and compiled: a refusal comes at once
-    lock.acquire()         # a second run on MODEL_DIR stops here (LockedError)
-  ckpt = None
-  try:
-    with preemption.StopSignals() as signals:
-      resume_guard.check_resume(model_dir, config_str, checkpointing.decided_on_process_0(
-          lambda: checkpointing.newest_usable_step(model_dir)[0]), train_steps, force=force_resume)
-      mesh, param_shardings, params = model.on_mesh(model_parallel)
-      batch_sharding = partitioning.data_sharding(mesh)
-      data_lib.check_batch_size(batch_size, mesh)
-      label_targets = _train_label_targets(model, train_task_names)
-      backbone = model.for_task(label_targets)
+  with run_dir.hold(model_dir) as run:   # before the model is placed: a refusal comes at once
+    resume_guard.check_resume(model_dir, config_str, checkpointing.decided_on_process_0(
+        lambda: checkpointing.newest_usable_step(model_dir)[0]), train_steps, force=force_resume)
+    mesh, param_shardings, params = model.on_mesh(model_parallel)
+    batch_sharding = partitioning.data_sharding(mesh)
+    data_lib.check_batch_size(batch_size, mesh)
+    label_targets = _train_label_targets(model, train_task_names)
+    backbone = model.for_task(label_targets)
 
-      prompt0 = np.asarray(prompt_init(model, train_task_names, prompt_length, prompt_seed),
-                           np.float32)
-      if prompt0.shape != (prompt_length, model.embed_dim):
-        raise ValueError(f'prompt initializer gave shape {prompt0.shape}, expected '
-                         f'({prompt_length}, {model.embed_dim})')
-      state = step_lib.init_state(prompt0, tx, seed)
-      state = place(state, step_lib.state_shardings(state, mesh))
-      evaluator = evaluator_lib.Evaluator(model, eval_task_names, lengths,
-                                          eval_batch_size or batch_size, mesh, param_shardings,
-                                          split=eval_split, max_examples=max_eval_examples)
-      step_fn = step_lib.jit_train_step(
-          step_lib.make_train_step(backbone, tx, loss_cfg, dropout=_has_dropout(model.config)),
-          state, mesh, param_shardings, batch_sharding)
-      if jax.process_index() == 0 and config_str:
-        with atomic_write(os.path.join(model_dir, CONFIG_FILE)) as f:
-          f.write(config_str)
-      ckpt = checkpointing.Checkpointer(model_dir, keep=keep_checkpoints)
-      schedule = _Schedule(
-          task_name=mixture_or_task_name, lengths=lengths, batch_size=batch_size,
-          train_steps=train_steps, eval_period=eval_period, checkpoint_period=checkpoint_period,
-          log_period=log_period, seed=seed, shuffle=shuffle, pad_id=model.pad_id,
-          label_ids=None if label_targets is None else label_targets[:, 0],
-          eval_at_start=eval_at_start, show_progress=show_progress)
-      return _Trainer(model_dir, ckpt, state, params, step_fn, evaluator, schedule,
-                      partitioning.replicated(mesh), batch_sharding, signals).run()
-  except BaseException:
-    checkpointing.clean_up_failed(model_dir, ckpt, created)
-    raise
-  finally:
-    try:
-      if ckpt is not None:
-        ckpt.close()
-    finally:
-      if lock is not None:
-        lock.release()
+    prompt0 = np.asarray(prompt_init(model, train_task_names, prompt_length, prompt_seed),
+                         np.float32)
+    if prompt0.shape != (prompt_length, model.embed_dim):
+      raise ValueError(f'prompt initializer gave shape {prompt0.shape}, expected '
+                       f'({prompt_length}, {model.embed_dim})')
+    state = step_lib.init_state(prompt0, tx, seed)
+    state = place(state, step_lib.state_shardings(state, mesh))
+    evaluator = evaluator_lib.Evaluator(model, eval_task_names, lengths,
+                                        eval_batch_size or batch_size, mesh, param_shardings,
+                                        split=eval_split, max_examples=max_eval_examples)
+    step_fn = step_lib.jit_train_step(
+        step_lib.make_train_step(backbone, tx, loss_cfg, dropout=_has_dropout(model.config)),
+        state, mesh, param_shardings, batch_sharding)
+    if jax.process_index() == 0 and config_str:
+      with atomic_write(os.path.join(model_dir, CONFIG_FILE)) as f:
+        f.write(config_str)
+    ckpt = run.checkpointer(keep_checkpoints)
+    schedule = _Schedule(
+        task_name=mixture_or_task_name, lengths=lengths, batch_size=batch_size,
+        train_steps=train_steps, eval_period=eval_period, checkpoint_period=checkpoint_period,
+        log_period=log_period, seed=seed, shuffle=shuffle, pad_id=model.pad_id,
+        label_ids=None if label_targets is None else label_targets[:, 0],
+        eval_at_start=eval_at_start, show_progress=show_progress)
+    return _Trainer(model_dir, ckpt, state, params, step_fn, evaluator, schedule,
+                    partitioning.replicated(mesh), batch_sharding, run.signals).run()
 
 
 def _train_label_targets(model, task_names) -> Optional[np.ndarray]:

@@ -19,7 +19,7 @@ function of the step number. `train_projector` (gin: `ptj.train_projector`) eval
 metric, mean over tasks) and keeps the best projector in MODEL_DIR/best_projector; without a
 target model (distance only) the score is minus the MSE over all pairs. MODEL_DIR resumes like
 `ptj train`: projector, optimizer state, step, each task's data position, best step and history;
-as there, one run holds MODEL_DIR (`run_lock`), SIGINT / SIGTERM save the current step and stop
+as there (`run_dir.hold`), one run holds MODEL_DIR, SIGINT / SIGTERM save the current step and stop
 (`preemption`), and a failure removes only a MODEL_DIR it created that holds no committed work.
 
 Source prompts are found by target task name in a prompt directory (`NAME.npy`, see
@@ -45,7 +45,7 @@ from jax.sharding import NamedSharding
 from prompt_transfer_jax import files, partitioning
 from prompt_transfer_jax.trainer import checkpointing
 from prompt_transfer_jax.trainer import preemption
-from prompt_transfer_jax.trainer import run_lock
+from prompt_transfer_jax.trainer import run_dir
 from prompt_transfer_jax.trainer import step as step_lib
 from prompt_transfer_jax.trainer.gin_utils import require
 from prompt_transfer_jax.partitioning import host, place
@@ -268,25 +268,9 @@ def train_projector(model_dir: str = gin.REQUIRED, method: str = gin.REQUIRED,
           'target_model': getattr(model, 'source', None)}
   trainer = _Trainer(setup, model, loss_cfg, batch_size, seed, task_feature_lengths,
                      eval_batch_size or batch_size, max_eval_examples, log or (lambda _: None))
-  created = not os.path.exists(model_dir)
-  lock = run_lock.RunLock(model_dir) if jax.process_index() == 0 else None
-  if lock is not None:
-    lock.acquire()         # a second run on MODEL_DIR stops here (LockedError)
-  ckpt = None
-  try:
-    with preemption.StopSignals() as signals:
-      ckpt = checkpointing.Checkpointer(model_dir, keep=1)
-      return trainer.run(model_dir, ckpt, train_steps, eval_period, eval_at_start, meta, signals)
-  except BaseException:
-    checkpointing.clean_up_failed(model_dir, ckpt, created, work_dirs=(BEST_PROJECTOR,))
-    raise
-  finally:
-    try:
-      if ckpt is not None:
-        ckpt.close()
-    finally:
-      if lock is not None:
-        lock.release()
+  with run_dir.hold(model_dir, work_dirs=(BEST_PROJECTOR,)) as run:
+    return trainer.run(model_dir, run.checkpointer(keep=1), train_steps, eval_period,
+                       eval_at_start, meta, run.signals)
 
 
 class _Trainer:

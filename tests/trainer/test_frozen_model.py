@@ -33,7 +33,7 @@ def _every_entry_point(family, preset, gin_file):
   yield 'gin MODEL', _gin_model(gin_file).params
   yield 'ptj transfer', transfer_cli.load_frozen_model(preset, family).params
   yield 'ptj analyze / bank', analysis_cli._load_model(
-      argparse.Namespace(model=preset, family=family, config=None))[1]
+      argparse.Namespace(model=preset, family=family, config=None, model_parallel=1))[1].params
   if family == 't5':
     yield 'checkpoints.load_t5', checkpoints.load_t5(preset)[1]
     yield 'random_t5_params', frozen_model.random_t5_params(t5_preset(preset))
