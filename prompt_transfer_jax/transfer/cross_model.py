@@ -218,7 +218,7 @@ def train_projector(model_dir: str = gin.REQUIRED, method: str = gin.REQUIRED,
                     target_prompt_dir: Optional[str] = None, model=None,
                     source_model: str = '', task_feature_lengths: Optional[Mapping[str, int]] = None,
                     hidden_dim: int = 768, activation: str = 'leaky_relu', layer_norm: bool = True,
-                    optimizer=None, batch_size: int = 16, train_steps: int = 1000,
+                    weight_init: str = 'torch', optimizer=None, batch_size: int = 16, train_steps: int = 1000,
                     eval_period: int = 100, seed: int = 0, loss_normalization: str = 'mean',
                     z_loss: float = 0.0, eval_batch_size: Optional[int] = None,
                     max_eval_examples: Optional[int] = None, eval_at_start: bool = True,
@@ -256,7 +256,7 @@ def train_projector(model_dir: str = gin.REQUIRED, method: str = gin.REQUIRED,
                        + f'; expected ({sources.shape[1]}, {target_dim or targets.shape[2]})')
     target_dim = targets.shape[2]
   spec = projector_lib.ProjectorSpec(sources.shape[1], sources.shape[2], target_dim, hidden_dim,
-                                     activation, layer_norm)
+                                     activation, layer_norm, weight_init)
   tx = projector_optimizer(method) if optimizer is None else optimizer
   loss_cfg = step_lib.LossConfig(z_loss, 0.0, loss_normalization)
   mesh = partitioning.make_mesh(model_parallel)
@@ -360,7 +360,8 @@ class _Trainer:
       if saved.get('batch_size') != self.batch_size or saved.get('method') != meta['method']:
         raise ValueError(f'{model_dir} was trained with method {saved.get("method")} and '
                          f'BATCH_SIZE={saved.get("batch_size")}; resume it with the same settings')
-      if saved.get('spec') != spec.to_json() or saved.get('train_tasks') != self.s.tasks:
+      if (projector_lib.ProjectorSpec.from_json(saved.get('spec'), model_dir) != spec or
+          saved.get('train_tasks') != self.s.tasks):
         raise ValueError(f'{model_dir} holds a projector for {saved.get("spec")} on '
                          f'{saved.get("train_tasks")}; this run asks for {spec.to_json()} on '
                          f'{self.s.tasks}')

@@ -12,7 +12,9 @@ Source row 0 (RoBERTa's `<mask>` slot) is an input like any other row. For a RoB
 model itself overwrites output row 0 with the `<mask>` embedding (`models/roberta.py`,
 mask_slot layout), so the projector needs no special case.
 
-Kernels start as PyTorch's `nn.Linear` does (U(+-1/sqrt(fan_in))), biases at 0.
+Kernels start as PyTorch's `nn.Linear` does (U(+-1/sqrt(fan_in)), `weight_init='torch'`), or
+N(0, 1) (`'normal'`: the original code re-initializes the Linear weights of a projector into a
+T5 target so, paper-spec 4.2); biases at 0.
 
 A saved projector is a directory: `projector.json` (the module's config and the source prompt
 shape it was built for) and `params/` (an Orbax checkpoint), written to a temporary sibling and
@@ -33,10 +35,12 @@ from flax import linen as nn
 from prompt_transfer_jax import files, partitioning
 
 ACTIVATIONS = ('leaky_relu', 'tanh')
+WEIGHT_INITS = ('torch', 'normal')
 CONFIG_FILE = 'projector.json'
 PARAMS_DIR = 'params'
 FLAT_AXIS, HIDDEN_AXIS = 'embed', 'mlp'
-_TORCH_LINEAR = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+_KERNEL_INITS = {'torch': nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform'),
+                 'normal': nn.initializers.normal(1.0)}
 
 
 class Projector(nn.Module):
@@ -45,10 +49,12 @@ class Projector(nn.Module):
   hidden_dim: int = 768
   activation: str = 'leaky_relu'
   layer_norm: bool = True
+  weight_init: str = 'torch'
 
   def _dense(self, features: int, axes: tuple[str, str], name: str):
     return nn.Dense(features, name=name,
-                    kernel_init=nn.with_logical_partitioning(_TORCH_LINEAR, axes),
+                    kernel_init=nn.with_logical_partitioning(_KERNEL_INITS[self.weight_init],
+                                                             axes),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]))
 
   @nn.compact
@@ -82,6 +88,7 @@ class ProjectorSpec:
   hidden_dim: int = 768
   activation: str = 'leaky_relu'
   layer_norm: bool = True
+  weight_init: str = 'torch'
 
   def __post_init__(self):
     for name in ('source_length', 'source_dim', 'target_dim', 'hidden_dim'):
@@ -90,10 +97,14 @@ class ProjectorSpec:
     if self.activation not in ACTIVATIONS:
       raise ValueError(f'unknown projector activation {self.activation!r}; choose one of '
                        f'{", ".join(ACTIVATIONS)}')
+    if self.weight_init not in WEIGHT_INITS:
+      raise ValueError(f'unknown projector weight_init {self.weight_init!r}; choose one of '
+                       f'{", ".join(WEIGHT_INITS)}')
 
   @property
   def module(self) -> Projector:
-    return Projector(self.target_dim, self.hidden_dim, self.activation, self.layer_norm)
+    return Projector(self.target_dim, self.hidden_dim, self.activation, self.layer_norm,
+                     self.weight_init)
 
   @property
   def source_shape(self) -> tuple[int, int]:

@@ -73,6 +73,25 @@ def test_init_is_torch_linear_and_every_parameter_has_logical_axes():
     projector_lib.ProjectorSpec(4, 50, 8, activation='relu')
 
 
+def test_normal_weight_init_is_the_original_t5_target_reinitialization(tmp_path):
+  """`weight_init='normal'`: N(0, 1) kernels (both layers), zero biases; saved with the spec, and
+  a projector.json written before the option existed still loads as 'torch'."""
+  spec = projector_lib.ProjectorSpec(4, 50, 8, hidden_dim=64, weight_init='normal')
+  params = projector_lib.init_params(spec, seed=0)
+  for name in ('hidden', 'output'):
+    kernel = np.asarray(params[name]['kernel'])
+    n = kernel.size                                   # within 5 standard errors of N(0, 1)
+    assert abs(kernel.std() - 1) < 5 / np.sqrt(2 * n) and abs(kernel.mean()) < 5 / np.sqrt(n)
+    assert not np.asarray(params[name]['bias']).any()
+  out = projector_lib.save(tmp_path / 'proj', spec, params)
+  assert projector_lib.load(out)[0] == spec
+  old = projector_lib.ProjectorSpec(4, 50, 8).to_json()
+  del old['weight_init']
+  assert projector_lib.ProjectorSpec.from_json(old, 'old.json').weight_init == 'torch'
+  with pytest.raises(ValueError, match="unknown projector weight_init 'xavier'"):
+    projector_lib.ProjectorSpec(4, 50, 8, weight_init='xavier')
+
+
 def test_save_load_round_trip_and_errors(tmp_path):
   spec = projector_lib.ProjectorSpec(3, 4, 5, hidden_dim=8, activation='tanh', layer_norm=False)
   params = projector_lib.init_params(spec, seed=3)
