@@ -221,9 +221,9 @@ class _Trainer:
 
   def __init__(self, model_dir: str, ckpt: checkpointing.Checkpointer, state, params, step_fn,
                evaluator: evaluator_lib.Evaluator, schedule: _Schedule, replicated,
-               batch_sharding, signals: Optional[preemption.StopSignals] = None):
+               batch_sharding, signals: preemption.StopSignals):
     self.model_dir, self.ckpt, self.schedule = model_dir, ckpt, schedule
-    self.signals = signals or preemption.StopSignals()
+    self.signals = signals
     self.state, self.params, self.step_fn = state, params, step_fn
     self.evaluator, self.replicated, self.batch_sharding = evaluator, replicated, batch_sharding
     self.record = run_record.RunRecord(model_dir, schedule.task_name, evaluator.metric_name)

@@ -218,9 +218,10 @@ def train_projector(model_dir: str = gin.REQUIRED, method: str = gin.REQUIRED,
                     target_prompt_dir: Optional[str] = None, model=None,
                     source_model: str = '', task_feature_lengths: Optional[Mapping[str, int]] = None,
                     hidden_dim: int = 768, activation: str = 'leaky_relu', layer_norm: bool = True,
-                    weight_init: str = 'torch', optimizer=None, batch_size: int = 16, train_steps: int = 1000,
-                    eval_period: int = 100, seed: int = 0, loss_normalization: str = 'mean',
-                    z_loss: float = 0.0, eval_batch_size: Optional[int] = None,
+                    weight_init: str = 'torch', optimizer=None, batch_size: int = 16,
+                    train_steps: int = 1000, eval_period: int = 100, seed: int = 0,
+                    loss_normalization: str = 'mean', z_loss: float = 0.0,
+                    eval_batch_size: Optional[int] = None,
                     max_eval_examples: Optional[int] = None, eval_at_start: bool = True,
                     model_parallel: int = 1, log: Optional[Callable[[str], None]] = None) -> dict:
   """Trains a projector from `source_prompt_dir`'s prompts to `model` (the TARGET `FrozenModel`;
@@ -444,4 +445,3 @@ class _Trainer:
     summary.update(final_step=step, model_dir=model_dir, projector_dir=best_dir,
                    final_params=state.params, spec=spec.to_json(), **meta)
     return summary
-

@@ -35,12 +35,12 @@ from flax import linen as nn
 from prompt_transfer_jax import files, partitioning
 
 ACTIVATIONS = ('leaky_relu', 'tanh')
-WEIGHT_INITS = ('torch', 'normal')
 CONFIG_FILE = 'projector.json'
 PARAMS_DIR = 'params'
 FLAT_AXIS, HIDDEN_AXIS = 'embed', 'mlp'
 _KERNEL_INITS = {'torch': nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform'),
                  'normal': nn.initializers.normal(1.0)}
+WEIGHT_INITS = tuple(_KERNEL_INITS)
 
 
 class Projector(nn.Module):

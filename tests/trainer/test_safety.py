@@ -21,6 +21,7 @@ from prompt_transfer_jax.trainer import checkpointing
 from prompt_transfer_jax.trainer import data as data_lib
 from prompt_transfer_jax.trainer import run_lock, run_record
 from tests.trainer.conftest import final_prompt, ptj_subprocess, synth_args, synth_train
+from tests.trainer.signal_driver import signalling
 
 STEPS, PERIOD = 8, 4
 
@@ -50,14 +51,7 @@ def reference(tmp_path_factory):
 
 def _signal_at(monkeypatch, signum, step):
   """Makes the run send itself `signum` while it draws the batch of step `step`."""
-  real = data_lib.train_batches
-
-  def batches(*args, start_batch=0, **kwargs):
-    for i, batch in enumerate(real(*args, start_batch=start_batch, **kwargs), start_batch + 1):
-      if i == step:
-        os.kill(os.getpid(), signum)
-      yield batch
-  monkeypatch.setattr(data_lib, 'train_batches', batches)
+  monkeypatch.setattr(data_lib, 'train_batches', signalling(data_lib.train_batches, signum, step))
 
 
 def test_sigint_then_sigterm_save_the_current_step_and_resume_bit_identically(
@@ -118,9 +112,12 @@ def _wait_for(condition, proc, timeout=240):
 def test_kill_9_before_the_first_checkpoint_and_a_concurrent_run(tmp_path, run_train):
   # Subprocesses run with other XLA flags than this process, so they are compared with each
   # other: the restarted killed run is a lone run of the same configuration.
-  victim, shared = tmp_path / 'victim', tmp_path / 'shared'
+  victim, shared, gate = tmp_path / 'victim', tmp_path / 'shared', tmp_path / 'gate'
   killed = ptj_subprocess(['train'] + _args(victim))
-  first = ptj_subprocess(['train'] + _args(shared))
+  # The first run holds before its first batch until the gate opens: still running, for sure,
+  # when the second one tries the directory.
+  first = ptj_subprocess(['train'] + _args(shared), module='tests.trainer.signal_driver',
+                         env={'PTJ_TEST_GATE': str(gate)})
 
   # kill -9 once the run has written its config and opened its event files, before step 4.
   _wait_for(lambda: (victim / 'training_eval').is_dir(), killed)
@@ -136,6 +133,7 @@ def test_kill_9_before_the_first_checkpoint_and_a_concurrent_run(tmp_path, run_t
   rc, _, err = run_train(_args(shared))
   assert rc == 2 and f'{shared} is in use by pid {first.pid}' in _one_line(err), err
   assert first.poll() is None, 'the first run ended before the second one was refused'
+  gate.touch()
   for proc in (first, restarted):
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err[-3000:]
